@@ -1,0 +1,1 @@
+"""CNN Playground: a library that turns an experiment spec into a trained Keras CNN."""
