@@ -1,0 +1,53 @@
+"""Server-wide settings read from environment variables, with defaults that suit a laptop.
+
+Every setting has one place here so the CLI, the worker processes and the app
+agree. Read them through `get_settings()`; tests change them with
+environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and limits of one installation."""
+
+    runs_dir: Path  # where runs are saved (PLAYGROUND_RUNS_DIR, default ./runs)
+    data_dir: Path  # local dataset copies and extracted uploads (PLAYGROUND_DATA_DIR, default ./data)
+    mirror_url: str  # base URL of a dataset mirror for offline classrooms (PLAYGROUND_MIRROR_URL, "" = the official sources)
+    max_concurrent_runs: int  # runs that train at once server-wide (PLAYGROUND_MAX_CONCURRENT, default: half the cores, at least 1)
+    session_grace_seconds: float  # a run whose browser session is gone is cancelled after this (PLAYGROUND_SESSION_GRACE, default 120)
+    max_upload_mb: int  # largest upload accepted (PLAYGROUND_MAX_UPLOAD_MB, default 200)
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Datasets extracted from browser uploads; the only paths the browser may name."""
+        return self.data_dir / "uploads"
+
+
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    try:
+        return max(minimum, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def get_settings() -> Settings:
+    """The settings from the environment (read on each call, so tests can change them)."""
+    cores = os.cpu_count() or 1
+    try:
+        grace = float(os.environ.get("PLAYGROUND_SESSION_GRACE", 120))
+    except ValueError:
+        grace = 120.0
+    return Settings(
+        runs_dir=Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")).expanduser(),
+        data_dir=Path(os.environ.get("PLAYGROUND_DATA_DIR", "data")).expanduser(),
+        mirror_url=os.environ.get("PLAYGROUND_MIRROR_URL", "").rstrip("/"),
+        max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", max(1, cores // 2)),
+        session_grace_seconds=grace,
+        max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
+    )
