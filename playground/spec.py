@@ -453,7 +453,7 @@ def check(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None = None)
 
     if input_shape is None and is_named_dataset(d.dataset):
         input_shape = DATASET_INPUT_SHAPES[d.dataset]
-    shape_fields = {"conv_blocks", "filters", "convs_per_block", "kernel_size", "stride", "dense_units"}
+    shape_fields = {"conv_blocks", "filters", "convs_per_block", "kernel_size", "stride", "padding", "pooling", "dense_units"}
     if input_shape is not None and not any(pr.field_name in shape_fields for pr in problems):
         problems.extend(_shape_problems(spec, input_shape))
     return problems
