@@ -332,7 +332,7 @@ def probability_bars(probabilities: np.ndarray, class_names: Sequence[str], *, h
 # text of the box before them.
 _KIND_RULES = [
     (re.compile(r"^(image|input.*)$"), "input"),
-    (re.compile(r"_conv\d+$|_shortcut$|conv"), "conv"),
+    (re.compile(r"_conv\d+$|conv"), "conv"),
     (re.compile(r"_pool$|^global_pool$|pool"), "pool"),
     (re.compile(r"_add$"), "add"),
     (re.compile(r"^flatten$"), "flatten"),
@@ -347,7 +347,8 @@ _BOX_COLOURS = {
 
 def _box_kind(name: str, kind: str) -> str | None:
     text = name.lower()
-    if text.startswith(("augment", "normalize")) or re.search(r"_(bn|act)\d+$|dropout|_act$|probabilities", text):
+    # The residual shortcut (and its batch norm) runs beside the convs: an arc, not a box.
+    if text.startswith(("augment", "normalize")) or re.search(r"_(bn|act)\d+$|dropout|_act$|probabilities|_shortcut", text):
         return None
     for pattern, box in _KIND_RULES:
         if pattern.search(text):
@@ -396,11 +397,12 @@ def network_diagram(rows: Sequence[Any], *, title: str = "", height: int = 360) 
             h = 1.0 + math.log2(max(shape[0], 1))
             w = 0.5 + 0.6 * math.log2(max(shape[2], 1))
             label = "×".join(str(s) for s in shape)
+            short = f"{shape[0]}×{shape[1]}<br>×{shape[2]}"
         else:
             units = shape[-1] if shape else 1
-            h = 1.0 + math.log2(max(units, 1))
+            h = 1.0 + 0.6 * math.log2(max(units, 1))  # vectors: flatter, so 4096 units do not dwarf the maps
             w = 0.35
-            label = str(units)
+            label = short = str(units)
         hover = (
             f"<b>{b['name']}</b>" + (f" + {', '.join(b['extra'])}" if b["extra"] else "")
             + f"<br>output {label}<br>{b['params']:,} parameters"
@@ -413,16 +415,40 @@ def network_diagram(rows: Sequence[Any], *, title: str = "", height: int = 360) 
                 text=hover, hoverinfo="text", name=b["name"], showlegend=False,
             )
         )
-        figure.add_annotation(x=x + w / 2, y=-h / 2 - 0.3, text=label, showarrow=False, yanchor="top", font=dict(size=10))
-        figure.add_annotation(x=x + w / 2, y=h / 2 + 0.3, text=b["name"], showarrow=False, yanchor="bottom",
-                              textangle=-45, font=dict(size=10))
+        # Shape above the box, layer name below it.
+        figure.add_annotation(x=x + w / 2, y=h / 2 + 0.2, text=short, showarrow=False, yanchor="bottom", font=dict(size=9))
+        figure.add_annotation(x=x + w / 2, y=-h / 2 - 0.2, text=b["name"], showarrow=False, yanchor="top",
+                              xanchor="right", textangle=-40, font=dict(size=10))
+        b["x"], b["top"] = (x, x + w), h / 2
         x += w + 0.6
+    _residual_arcs(figure, boxes)
     figure.update_layout(
         title=dict(text=title) if title else None, height=height, margin=dict(l=4, r=4, t=40 if title else 10, b=4),
         xaxis=dict(visible=False, range=[-0.4, x]), yaxis=dict(visible=False, scaleanchor="x", scaleratio=1),
         plot_bgcolor="rgba(0,0,0,0)",
     )
     return figure
+
+
+def _residual_arcs(figure: go.Figure, boxes: list[dict[str, Any]]) -> None:
+    """An arc over each residual block, from the box before its first conv to its add."""
+    for i, b in enumerate(boxes):
+        match = re.match(r"^block(\d+)_add$", b["name"])
+        if not match:
+            continue
+        first = next((j for j, c in enumerate(boxes) if c["name"].startswith(f"block{match.group(1)}_conv")), None)
+        if not first:
+            continue
+        start, end = boxes[first - 1], b
+        top = max(c["top"] for c in boxes[first - 1:i + 1]) + 2.2  # above the shape labels
+        x0, x1 = (start["x"][0] + start["x"][1]) / 2, (end["x"][0] + end["x"][1]) / 2
+        figure.add_trace(
+            go.Scatter(
+                x=[x0, x0, x1, x1], y=[start["top"] + 1.5, top, top, end["top"] + 1.5], mode="lines",
+                line=dict(color=_BOX_COLOURS["add"], width=2, dash="dot"), hoverinfo="text",
+                text=f"shortcut of block {match.group(1)}", name=f"block{match.group(1)} shortcut", showlegend=False,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------
