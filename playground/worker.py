@@ -1,0 +1,248 @@
+"""A training worker process: imports TensorFlow once, then trains the jobs it is sent.
+
+`JobManager` (in `jobs.py`) starts each worker with the multiprocessing "spawn"
+context and talks to it over two one-way pipes:
+
+    commands (manager -> worker): {"cmd": "run", "job_id", "spec", "owner", "env",
+                                   "continue_from", "step"}
+                                  {"cmd": "pause" | "resume" | "step" | "stop" | "discard", "job_id"}
+                                  {"cmd": "shutdown"}
+    events   (worker -> manager): {"type": "ready", "pid"} once TensorFlow is imported, then per job
+                                  the training events of `training.train` plus
+                                  "probe_image", "paused", "resumed", and one of
+                                  "done" | "failed" | "stopped" with the job's "job_id".
+
+The worker never outlives the app: it exits when the command pipe reaches its
+end (the manager closed it or its process died) or when its parent changes.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+# Environment variables a job carries from the app, so a warm worker uses the
+# settings (runs and data folders) the app has at submit time.
+JOB_ENV_PREFIX = "PLAYGROUND_"
+
+
+class Outbox:
+    """Thread-safe sender of events to the manager (training and control threads both send)."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Send one event; a closed pipe means the app is gone, so the worker exits."""
+        with self._lock:
+            try:
+                self._connection.send(event)
+            except (BrokenPipeError, EOFError, OSError):
+                os._exit(0)
+
+
+class Control:
+    """The user's pause / step / stop requests for one running job.
+
+    `wait_if_paused` and `should_stop` are handed to `training.train`, which
+    calls them between batches and at each epoch end.
+    """
+
+    def __init__(self, job_id: str, outbox: Outbox, *, step: bool = False):
+        self.job_id = job_id
+        self._outbox = outbox
+        self._cond = threading.Condition()
+        self._paused = False
+        self._pause_at_epoch_end = step  # "step": run to the end of the epoch, then pause
+        self.stop_requested = False
+        self.discard = False  # stop and throw the model away (Reset, or the session is gone)
+
+    def apply(self, command: str) -> None:
+        """Apply "pause", "resume", "step", "stop" or "discard"."""
+        with self._cond:
+            if command == "pause":
+                self._paused = True
+            elif command == "resume":
+                self._paused = False
+                self._pause_at_epoch_end = False
+            elif command == "step":
+                self._paused = False
+                self._pause_at_epoch_end = True
+            elif command in ("stop", "discard"):
+                self.stop_requested = True
+                self.discard = self.discard or command == "discard"
+            self._cond.notify_all()
+
+    def should_stop(self) -> bool:
+        """True once the user pressed Stop or Reset."""
+        return self.stop_requested
+
+    def wait_if_paused(self, epoch_end: bool = False) -> None:
+        """Block while the job is paused; a pending step pauses here at the end of an epoch.
+
+        Args:
+            epoch_end: True when called after an epoch (and its validation) finished.
+        """
+        with self._cond:
+            if epoch_end and self._pause_at_epoch_end:
+                self._pause_at_epoch_end = False
+                self._paused = True
+            if not self._paused or self.stop_requested:
+                return
+            self._outbox.send({"type": "paused", "job_id": self.job_id, "epoch_end": epoch_end})
+            started = time.monotonic()
+            while self._paused and not self.stop_requested:
+                self._cond.wait(0.25)
+        self._outbox.send({"type": "resumed", "job_id": self.job_id, "paused_seconds": time.monotonic() - started})
+
+
+def main(commands: Connection, events: Connection, threads: int = 0) -> None:
+    """Entry point of a worker process.
+
+    Args:
+        commands: receiving end of the manager's command pipe.
+        events: sending end of the event pipe.
+        threads: TensorFlow intra/inter-op threads; 0 = every core this process may use.
+    """
+    # Ctrl+C in the terminal reaches the whole process group; the app decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    outbox = Outbox(events)
+    parent = os.getppid()
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+    # The training stack, imported now so the first job starts at once; thread pools are
+    # fixed before TensorFlow runs its first op.
+    from playground import datasets, runs, training  # noqa: F401
+
+    training.configure_threads(threads or None, threads or None)
+
+    jobs: queue.Queue[tuple[dict[str, Any], Control] | None] = queue.Queue()
+    threading.Thread(target=_read_commands, args=(commands, jobs, outbox), name="commands", daemon=True).start()
+    outbox.send({"type": "ready", "pid": os.getpid()})
+    while True:
+        item = jobs.get()
+        if item is None:
+            break
+        job, control = item
+        run_job(job, control, outbox)
+        gc.collect()
+    os._exit(0)
+
+
+def _watch_parent(parent: int) -> None:
+    # The command pipe normally tells us the app is gone; this also covers a parent
+    # killed while something else still holds the pipe open.
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> None:
+    controls: dict[str, Control] = {}
+    while True:
+        try:
+            message = commands.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the app closed the pipe or died: never leave an orphan behind
+        command = message.get("cmd")
+        if command == "run":
+            control = Control(message["job_id"], outbox, step=bool(message.get("step")))
+            controls = {message["job_id"]: control}  # one job at a time; older controls are done
+            jobs.put((message, control))
+        elif command == "shutdown":
+            for control in controls.values():
+                control.apply("discard")
+            jobs.put(None)
+            return
+        elif message.get("job_id") in controls:
+            controls[message["job_id"]].apply(command)
+
+
+def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
+    """Train one job and report how it ended ("done", "failed" or "stopped").
+
+    Args:
+        job: the "run" command (see the module docstring).
+        control: the job's pause/step/stop state.
+        outbox: where events go.
+    """
+    from playground import datasets, runs, training
+    from playground.spec import ExperimentSpec, SpecError
+
+    job_id = job["job_id"]
+
+    def emit(event: dict[str, Any]) -> None:
+        outbox.send({**event, "job_id": job_id})
+
+    for name, value in job.get("env", {}).items():
+        if name.startswith(JOB_ENV_PREFIX):
+            os.environ[name] = value
+    try:
+        spec = ExperimentSpec.from_json(job["spec"])
+        dataset = datasets.load_for_spec(spec)
+        model, initial_epoch = None, 0
+        if job.get("continue_from"):
+            # The saved model remembers its history, so the curves go on where they stopped.
+            store = runs.RunStore()
+            previous = store.load(job["continue_from"])
+            model = store.load_model(job["continue_from"])
+            initial_epoch = int(previous.metrics.get("epochs_completed", 0))
+            # `epochs` counts from the start of the model's life: train `spec.epochs` more.
+            spec = spec.with_values(epochs=initial_epoch + spec.train.epochs)
+        probe = dataset.x_test[0]
+        emit({"type": "probe_image", "image": probe, "label": dataset.class_names[int(dataset.y_test[0])]})
+        result = training.train(
+            spec,
+            dataset,
+            model=model,
+            initial_epoch=initial_epoch,
+            on_progress=emit,
+            should_stop=control.should_stop,
+            wait_if_paused=control.wait_if_paused,
+            probe_image=probe,
+        )
+    except (datasets.DatasetError, SpecError) as exc:
+        emit({"type": "failed", "message": str(exc), "dataset_error": isinstance(exc, datasets.DatasetError)})
+        return
+    except Exception as exc:  # report any failure as one line; the traceback goes to the server log
+        traceback.print_exc(file=sys.stderr)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        emit({"type": "failed", "message": f"Training failed: {type(exc).__name__}: {first_line}", "dataset_error": False})
+        return
+    if control.discard:
+        emit({"type": "stopped"})
+        return
+    summary = {
+        "test_accuracy": float(result.test_accuracy),
+        "test_loss": float(result.test_loss),
+        "epochs_completed": int(result.epochs_completed),
+        "train_seconds": float(result.train_seconds),
+        "images_per_second": float(result.images_per_second),
+        "stop_reason": result.stop_reason,
+        "message": result.message,
+        "params": int(result.params),
+        "history": {key: [float(v) for v in values] for key, values in result.history.items()},
+    }
+    run_id, save_error = None, ""
+    try:
+        record = runs.RunStore().save(result, spec, dataset, owner=job.get("owner"))
+        run_id = record.run_id
+    except Exception as exc:  # an unwritable folder must not lose the results on screen
+        save_error = f"The run could not be saved, so it will not appear on the other pages: {exc}"
+    emit({"type": "done", "run_id": run_id, "save_error": save_error, **summary})
+    del result, model
+    import keras
+
+    keras.backend.clear_session()
+
