@@ -91,6 +91,15 @@ def read_image(
     data = bytes(data)
     if not data:
         raise _error(name, "the file is empty (0 bytes).")
+    with warnings.catch_warnings():
+        # Pillow warns about damaged metadata it skips: the image is judged by whether it decodes.
+        warnings.simplefilter("ignore", UserWarning)
+        # Pillow warns (and errors beyond twice its limit) on very large images: both are refusals.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(data, name, max_pixels, size_hint)
+
+
+def _decode(data: bytes, name: str, max_pixels: int, size_hint: tuple[int, int] | None) -> DecodedImage:
     opened = _open(data, name, max_pixels)
     image_format = opened.format or ""
     try:
@@ -125,10 +134,7 @@ def read_image(
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Identify the format and check the size, without decoding pixels."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and later errors) on very large images: treat both as refusals.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
         raise _error(name, f"the image has more than {limit / 1e6:.0f} megapixels, too many to decode safely; make it smaller.") from None
