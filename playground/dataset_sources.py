@@ -168,10 +168,13 @@ def _download_all(source: NamedSource) -> Path:
             download_file(REMOTE_FILES[file_name], settings.mirror_url, target)
         except DatasetError as exc:
             tried = ", ".join(str(d / source.subdir) if source.subdir else str(d) for d in search_dirs())
-            names = " and ".join(source.files)
+            names = ", ".join(source.files[:-1]) + " and " + source.files[-1] if len(source.files) > 1 else source.files[0]
+            if source.name == "cifar10":
+                names += f" (or its extracted {_CIFAR_DIR} folder)"
+            pronoun = "them" if len(source.files) > 1 else "it"
             raise DatasetError(
                 f"{source.title} is not available: no local copy in {tried}, and {exc} "
-                f"To use it offline, put {names} in {folder}, or set PLAYGROUND_MIRROR_URL to a mirror that serves them."
+                f"To use it offline, put {names} in {folder}, or set PLAYGROUND_MIRROR_URL to a mirror that serves {pronoun}."
             ) from None
     return folder
 

@@ -305,7 +305,9 @@ def _layout(entries: list[_Entry], source: str) -> tuple[dict[str, list[_Entry]]
         skipped += len(loose)
         entries = [e for e in entries if len(e.parts) >= 2]
         tops = {e.parts[0] for e in entries}
-        if len(tops) != 1 or next(iter(tops)).lower() in _TRAIN_NAMES | _TEST_NAMES | _VAL_NAMES:
+        # One top folder that holds folders (not just images) wraps the dataset.
+        wrapper = len(tops) == 1 and any(len(e.parts) >= 3 for e in entries)
+        if not wrapper or next(iter(tops)).lower() in _TRAIN_NAMES | _TEST_NAMES | _VAL_NAMES:
             break
         entries = [_Entry(e.parts[1:], e.read) for e in entries]  # look through a wrapping folder
     if not entries:

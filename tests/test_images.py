@@ -141,10 +141,10 @@ def test_max_pixels_is_checked_before_decoding():
 
 
 def test_header_bomb_is_refused_fast():
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ImageError):
         decode_image(png_header_bomb(60_000, 60_000))
-    assert time.perf_counter() - start < 1.0  # refused from the header, nothing decoded
+    assert time.process_time() - start < 1.0  # refused from the header, nothing decoded
 
 
 def test_decode_image_takes_only_bytes():
@@ -298,19 +298,19 @@ def test_phone_photo_is_prepared_in_milliseconds():
     pixels[1000:2000, 1500:2500] = 0
     times = []
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.process_time()
         prepare_for_model(pixels, (28, 28, 1))
-        times.append(time.perf_counter() - start)
-    # Target 10 ms; the bound leaves room for a busy shared CI machine.
-    assert min(times) < 0.03
+        times.append(time.process_time() - start)
+    # CPU time of this process (other work on a shared machine does not count); target 10 ms.
+    assert min(times) < 0.015
 
 
 def test_decoded_jpeg_photo_round_trip_is_fast_with_a_size_hint():
     data = encode(photo(4000, 3000), "JPEG", quality=85)
-    start = time.perf_counter()
+    start = time.process_time()
     pixels = decode_image(data, size_hint=(256, 256))
     prepare_for_model(pixels, (32, 32, 3), light_on_dark=False, center=False)
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     assert max(pixels.shape[:2]) < 1100
 
 
