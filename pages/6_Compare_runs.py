@@ -1,0 +1,182 @@
+"""Compare runs: the run history as a table, overlaid curves, ensembles, rename and delete.
+
+Every saved run is listed (damaged folders too, with the reason). The table
+adds one column per spec field that differs between the runs chosen for
+comparison; their loss and accuracy curves are drawn on shared axes. Runs of
+one task (same dataset, class names and input shape) can be averaged into an
+ensemble whose test accuracy is shown next to each member's.
+
+Renaming and deleting: on a server without PLAYGROUND_TEACHER_CODE every run
+may be managed; with it, a session manages its own runs and runs saved from
+the command line, and the teacher code unlocks the others.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+import streamlit as st
+
+from playground import compare, metric_figures
+from playground.datasets import DatasetError
+from playground.ensemble import EnsembleError, evaluate_ensemble
+from playground.evaluation import EvaluationError
+from playground.leaderboard import TEACHER_CODE_ENV
+from playground.runs import RunStore, RunStoreError
+from playground.settings import get_settings
+from playground.ui.run_picker import run_label
+from playground.ui.session import current_run_id, session_id
+
+st.set_page_config(page_title="Compare runs · CNN Playground", layout="wide")
+
+ENSEMBLE_KEY = "compare_ensemble_result"
+PENDING_DELETE_KEY = "compare_pending_delete"
+FLASH_KEY = "compare_flash"
+
+st.title("Compare runs")
+st.caption("Every run you save stays on disk across restarts. Pick runs to see what differs, overlay their curves, or average them into an ensemble.")
+
+if FLASH_KEY in st.session_state:
+    kind, text = st.session_state.pop(FLASH_KEY)
+    (st.success if kind == "ok" else st.error)(text)
+
+store = RunStore()
+records = store.list_runs()
+if not records:
+    st.info("No saved runs yet: train one on the Playground first.")
+    st.stop()
+
+usable = [r for r in records if not r.damaged]
+by_id = {r.run_id: r for r in usable}
+mine = current_run_id() if usable else None
+
+
+def label(run_id: str) -> str:
+    return run_label(by_id[run_id], mine)
+
+
+# Runs deleted or damaged since the last rerun drop out of the pickers' remembered choices.
+for key in ("compare_runs", "compare_members"):
+    if key in st.session_state:
+        st.session_state[key] = [i for i in st.session_state[key] if i in by_id]
+
+
+# ---------------------------------------------------------------- table and curves
+default = [r.run_id for r in usable[:3]]
+chosen = st.multiselect("Runs to compare", list(by_id), default=default, format_func=label, key="compare_runs")
+fields = compare.differing_fields([by_id[i].spec for i in chosen])
+rows = [{"compare": r.run_id in chosen, **compare.run_row(r, fields)} for r in records]
+rows.sort(key=lambda row: not row["compare"])  # the chosen runs on top, then newest first
+st.dataframe(
+    rows,
+    hide_index=True,
+    column_config={
+        "compare": st.column_config.CheckboxColumn("✓", width="small"),
+        "test accuracy": st.column_config.NumberColumn(format="%.4f"),
+        "train seconds": st.column_config.NumberColumn(format="%.1f"),
+        "images/s": st.column_config.NumberColumn(format="%.0f"),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+    },
+)
+if len(chosen) >= 2:
+    st.caption(
+        f"Spec fields that differ between the chosen runs: {', '.join(fields)}." if fields
+        else "The chosen runs have identical specs (differences come from training noise only)."
+    )
+damaged = [r for r in records if r.damaged]
+if damaged:
+    st.warning(f"{len(damaged)} run folder(s) cannot be used and are listed as damaged: "
+               + "; ".join(f"{r.run_id}: {r.damaged}" for r in damaged[:5]) + ("; ..." if len(damaged) > 5 else ""))
+st.caption(f"Each run also writes TensorBoard logs: `tensorboard --logdir {get_settings().runs_dir}` shows every run's curves.")
+
+if chosen:
+    st.subheader("Curves")
+    names = {}
+    for run_id in chosen:
+        name = by_id[run_id].name or run_id
+        names[run_id] = name if name not in names.values() else f"{name} ({run_id[-4:]})"
+    st.plotly_chart(metric_figures.overlay_figure({names[i]: by_id[i].history for i in chosen}), key="compare_overlay")
+
+# ---------------------------------------------------------------- ensemble
+st.subheader("Ensemble")
+st.caption("Average the output probabilities of several runs of the same task on the test set. Different runs make partly different "
+           "mistakes, so the average is often better than every member.")
+members = st.multiselect("Members", list(by_id), default=chosen if len(chosen) >= 2 else [], format_func=label, key="compare_members")
+if st.button("Evaluate the ensemble", key="compare_ensemble", disabled=len(members) < 2):
+    try:
+        with st.spinner("Predicting the test set with each member (cached per run)..."):
+            result = evaluate_ensemble([by_id[i] for i in members])
+        st.session_state[ENSEMBLE_KEY] = (tuple(members), result)
+    except (EnsembleError, DatasetError, EvaluationError, RunStoreError) as exc:
+        st.session_state.pop(ENSEMBLE_KEY, None)
+        st.error(str(exc))
+saved = st.session_state.get(ENSEMBLE_KEY)
+if saved and saved[0] == tuple(members):
+    result = saved[1]
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(metric_figures.ensemble_figure(result.names, result.member_accuracy, result.accuracy), key="compare_ensemble_chart")
+    with right:
+        st.metric("Ensemble test accuracy", f"{result.accuracy:.2%}", delta=f"{result.gain * 100:+.2f} points vs best member")
+        st.dataframe(
+            {"model": [*result.names, "ensemble"], "test accuracy": [*result.member_accuracy, result.accuracy],
+             "test loss": [*result.member_loss, result.loss]},
+            hide_index=True, column_config={"test accuracy": st.column_config.NumberColumn(format="%.4f"),
+                                            "test loss": st.column_config.NumberColumn(format="%.4f")},
+        )
+elif len(members) < 2:
+    st.caption("Choose two or more runs trained on the same dataset.")
+
+# ---------------------------------------------------------------- rename / delete
+st.subheader("Rename or delete")
+teacher_code = os.environ.get(TEACHER_CODE_ENV, "")
+unlocked = False
+if teacher_code:
+    entered = st.text_input("Teacher code (to manage other sessions' runs)", type="password", key="compare_teacher_code")
+    unlocked = bool(entered) and hmac.compare_digest(entered.encode(), teacher_code.encode())
+me = session_id()
+manageable = {r.run_id: r for r in records if unlocked or compare.may_manage(r, me, protected=bool(teacher_code))}
+if teacher_code and not unlocked:
+    st.caption("This server has a teacher code: you can rename and delete the runs of this browser session and runs saved from the command line.")
+if not manageable:
+    st.info("None of the saved runs can be changed from this session.")
+else:
+    def manage_label(run_id: str) -> str:
+        r = manageable[run_id]
+        return f"{r.run_id} (damaged)" if r.damaged else run_label(r, mine)
+
+    if st.session_state.get("compare_manage_run") not in manageable:
+        st.session_state.pop("compare_manage_run", None)
+    target_id = st.selectbox("Run", list(manageable), format_func=manage_label, key="compare_manage_run")
+    target = manageable[target_id]
+    left, right = st.columns(2)
+    with left:
+        new_name = st.text_input("New name", value=target.name, max_chars=200, key=f"compare_name_{target_id}", disabled=bool(target.damaged))
+        if st.button("Rename", key="compare_rename", disabled=bool(target.damaged)):
+            try:
+                store.rename(target_id, new_name)
+                st.session_state[FLASH_KEY] = ("ok", f"Renamed to {' '.join(new_name.split())!r}.")
+                st.rerun()
+            except RunStoreError as exc:
+                st.error(str(exc))
+    with right:
+        st.write("")
+        st.write("")
+        if st.button("Delete…", key="compare_delete"):
+            st.session_state[PENDING_DELETE_KEY] = target_id
+        if st.session_state.get(PENDING_DELETE_KEY) == target_id:
+            st.warning(f"Delete {target.name or target.run_id!r} and its weights for good?")
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):
+                try:
+                    store.delete(target_id)
+                    st.session_state[FLASH_KEY] = ("ok", f"Deleted {target.name or target.run_id!r}.")
+                except RunStoreError as exc:
+                    st.session_state[FLASH_KEY] = ("error", str(exc))
+                st.session_state.pop(PENDING_DELETE_KEY, None)
+                st.session_state.pop(ENSEMBLE_KEY, None)
+                st.rerun()
+            if no.button("Cancel", key="compare_delete_no"):
+                st.session_state.pop(PENDING_DELETE_KEY, None)
+                st.rerun()

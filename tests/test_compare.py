@@ -1,0 +1,47 @@
+"""Run comparison helpers: which spec fields differ, table rows (damaged runs too), who may manage a run."""
+
+import math
+from pathlib import Path
+
+from playground.compare import differing_fields, may_manage, run_row
+from playground.runs import RunRecord
+from playground.spec import ExperimentSpec, preset_spec
+
+
+def record(spec=ExperimentSpec(), **changes):
+    base = dict(run_id="20250101-000000000-abcd", path=Path("/runs/x"), name="run", spec=spec,
+                dataset="shapes", metrics={"test_accuracy": 0.9, "params": 1234, "train_seconds": 3.5,
+                                          "images_per_second": 800.0, "epochs_completed": 2, "stop_reason": "completed"},
+                created="2025-01-01T10:20:30+00:00", owner="me")
+    base.update(changes)
+    return RunRecord(**base)
+
+
+def test_differing_fields_names_only_what_changed():
+    a = ExperimentSpec().with_values(dataset="shapes", filters="8,16", learning_rate=0.01)
+    b = a.with_values(filters="8,32", batch_norm=False)
+    c = a.with_values(learning_rate=0.001)
+    assert differing_fields([a, b]) == ["filters", "batch_norm"]
+    assert differing_fields([a, b, c]) == ["filters", "batch_norm", "learning_rate"]
+    assert differing_fields([a, a]) == [] and differing_fields([a]) == []
+    # Presets change many fields; the preset name itself is its own column, not a "difference".
+    assert "preset" not in differing_fields([preset_spec("lenet5"), preset_spec("mini_vgg")])
+    assert {"kernel_size", "activation"} <= set(differing_fields([preset_spec("lenet5"), preset_spec("mini_vgg")]))
+
+
+def test_run_row_columns_and_damaged_rows():
+    spec = ExperimentSpec().with_values(dataset="shapes", filters="8,16", dense_units="")
+    row = run_row(record(spec), ["filters", "dense_units", "batch_norm"])
+    assert row["filters"] == "8,16" and row["dense_units"] == "none" and row["batch_norm"] == "yes"
+    assert (row["name"], row["dataset"], row["preset"], row["parameters"], row["test accuracy"]) == ("run", "shapes", "default", 1234, 0.9)
+    assert row["created"] == "2025-01-01 10:20" and row["status"] == "completed"
+    broken = run_row(record(None, name="", metrics={"test_accuracy": math.nan}, damaged="metrics.json is not valid JSON"), ["filters"])
+    assert broken["status"] == "damaged: metrics.json is not valid JSON"
+    assert broken["test accuracy"] is None and broken["filters"] == "" and broken["name"] == "20250101-000000000-abcd"
+
+
+def test_may_manage():
+    assert may_manage(record(owner="other"), "me", protected=False)
+    assert may_manage(record(owner="me"), "me", protected=True)
+    assert may_manage(record(owner=None), "me", protected=True)
+    assert not may_manage(record(owner="other"), "me", protected=True)
