@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "
 _SUPPORTED_WORDS = "PNG, JPEG, GIF, BMP, TIFF, WebP or AVIF"
 _SAVE_AS = "save it as PNG or JPEG."
 
+_HEADER_LOCK = threading.Lock()
 # EXIF orientations 5-8 swap width and height.
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -91,21 +93,24 @@ def read_image(
     data = bytes(data)
     if not data:
         raise _error(name, "the file is empty (0 bytes).")
-    with warnings.catch_warnings():
+    # Header parsing runs under changed warning filters. The filters are process-wide,
+    # so the lock keeps threads decoding at once (a folder dataset) from restoring
+    # each other's filters; the pixel decoding below runs outside it, in parallel.
+    with _HEADER_LOCK, warnings.catch_warnings():
         # Pillow warns about damaged metadata it skips: the image is judged by whether it decodes.
         warnings.simplefilter("ignore", UserWarning)
         # Pillow warns (and errors beyond twice its limit) on very large images: both are refusals.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(data, name, max_pixels, size_hint)
+        opened = _open(data, name, max_pixels)
+        # Read the orientation before any decoding; broken EXIF counts as upright.
+        orientation = _orientation(opened)
+    return _decode(opened, orientation, name, size_hint)
 
 
-def _decode(data: bytes, name: str, max_pixels: int, size_hint: tuple[int, int] | None) -> DecodedImage:
-    opened = _open(data, name, max_pixels)
+def _decode(opened: Image.Image, orientation: int, name: str, size_hint: tuple[int, int] | None) -> DecodedImage:
     image_format = opened.format or ""
     try:
         original_size = opened.size
-        # Read the orientation before any decoding; broken EXIF counts as upright.
-        orientation = _orientation(opened)
         if orientation in _TRANSPOSED_ORIENTATIONS:
             original_size = original_size[::-1]
         if size_hint is not None and image_format in ("JPEG", "MPO"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -145,6 +147,14 @@ def test_header_bomb_is_refused_fast():
     with pytest.raises(ImageError):
         decode_image(png_header_bomb(60_000, 60_000))
     assert time.process_time() - start < 1.0  # refused from the header, nothing decoded
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_alone():
+    before = list(warnings.filters)
+    files = [data for data, _ in broken_files().values()] + VALID_FILES
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_decode_or_image_error, files * 50))
+    assert warnings.filters == before
 
 
 def test_decode_image_takes_only_bytes():
