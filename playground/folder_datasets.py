@@ -151,8 +151,14 @@ def read_image_zip(source: Path | bytes, name: str, *, max_side: int = MAX_IMAGE
 
 
 def _cached_build(key: str, name: str, source: str, build: Callable[[], Dataset]) -> Dataset:
-    """The dataset cached on disk under `key`, or `build()` saved there."""
-    cache_file = get_settings().data_dir / "cache" / f"images-{key[:32]}.npz"
+    """The dataset cached on disk under `key`, or `build()` saved there.
+
+    Cache files are named images-<hash of the source path>-<key>.npz; saving
+    one removes the source's older conversions.
+    """
+    folder = get_settings().data_dir / "cache"
+    prefix = f"images-{hashlib.sha256(source.encode()).hexdigest()[:12]}-"
+    cache_file = folder / f"{prefix}{key[:24]}.npz"
     if cache_file.is_file():
         try:
             return dataclasses.replace(read_npz(cache_file, name), source=source)
@@ -161,6 +167,9 @@ def _cached_build(key: str, name: str, source: str, build: Callable[[], Dataset]
     ds = build()
     try:
         save_npz(ds, cache_file)
+        for old in folder.glob(f"{prefix}*.npz"):
+            if old != cache_file:
+                old.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("Could not cache %s in %s: %s", source, cache_file, exc)
     return ds
