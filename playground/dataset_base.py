@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+MAX_CLASSES = 1000  # classes one dataset may have
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be had or used: one message saying what was tried and what to do."""

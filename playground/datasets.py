@@ -9,7 +9,7 @@ Where the images come from:
 - "mnist", "fashion_mnist", "cifar10": `playground.dataset_sources` (local
   copies, a classroom mirror, or the official files, checksum-verified).
 - "shapes", "digits": `playground.builtin_datasets` (no network).
-- a path: `playground.folder_datasets` (.npz, folder or .zip).
+- a path: `playground.npz_datasets` (.npz) or `playground.folder_datasets` (folder or .zip).
 
 Loaded datasets are cached per process (same arguments, same object) and
 their arrays are read-only, so every session can share them.
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from playground import builtin_datasets, dataset_sources, folder_datasets
+from playground import builtin_datasets, dataset_sources, folder_datasets, npz_datasets
 from playground.dataset_base import Dataset, DatasetError, stratified_pick
 from playground.settings import get_settings
 from playground.spec import DATASETS, ExperimentSpec
@@ -99,7 +99,7 @@ def load_dataset(name_or_path: str, *, shapes_noise: float = 0.2, seed: int = 0)
     if suffix == ".zip":
         return _cached(key, lambda: folder_datasets.read_image_zip(path, path.name))
     if suffix == ".npz":
-        return _cached(key, lambda: folder_datasets.read_npz(path, path.name))
+        return _cached(key, lambda: npz_datasets.read_npz(path, path.name))
     raise DatasetError(f"{path} is neither a folder, a .zip nor a .npz; give a dataset in one of those forms.")
 
 
@@ -197,7 +197,7 @@ def import_zip(data: bytes, name: str) -> Path:
 def import_npz(data: bytes, name: str) -> Path:
     """Validate an uploaded dataset .npz and save it under the uploads folder; as `import_zip`."""
     _check_upload_size(data, name)
-    ds = folder_datasets.read_npz(bytes(data), name)
+    ds = npz_datasets.read_npz(bytes(data), name)
     return _save_upload(ds, data, name)
 
 
@@ -247,4 +247,4 @@ def _save_upload(ds: Dataset, data: bytes, name: str) -> Path:
     target = get_settings().uploads_dir / f"{stem}-{hashlib.sha256(bytes(data)).hexdigest()[:12]}.npz"
     if target.is_file():
         return target
-    return folder_datasets.save_npz(ds, target)
+    return npz_datasets.save_npz(ds, target)
