@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
 import os
 import tarfile
 import tempfile
@@ -148,11 +149,10 @@ def load_named(name: str) -> Dataset:
     try:
         x_train, y_train, x_test, y_test = readers[name](folder)
         return Dataset(name, x_train, y_train, x_test, y_test, class_names, source=where)
-    except DatasetError:
-        raise
-    except (OSError, ValueError, EOFError, tarfile.TarError) as exc:
+    except (OSError, ValueError, EOFError, tarfile.TarError) as exc:  # DatasetError is a ValueError
         raise DatasetError(
-            f"The {source.title} files in {folder} cannot be read ({exc}); delete them so they are downloaded again."
+            f"The {source.title} files in {folder} cannot be read ({str(exc).rstrip('.')}); "
+            "replace them with good copies or delete them so they are downloaded again."
         ) from None
 
 
@@ -271,8 +271,8 @@ def read_idx(path: Path) -> np.ndarray:
         if len(header) != 4 or header[:2] != b"\0\0" or header[2] != 0x08:
             raise DatasetError(f"{path} is not an idx file of unsigned bytes.")
         ndim = header[3]
-        dims = np.frombuffer(f.read(4 * ndim), dtype=">u4").astype(np.int64)
-        count = int(np.prod(dims)) if len(dims) == ndim else -1
+        dims = [int(d) for d in np.frombuffer(f.read(4 * ndim), dtype=">u4")]
+        count = math.prod(dims) if len(dims) == ndim else -1  # Python ints: no overflow
         if count < 0 or count > 2**31:
             raise DatasetError(f"{path} has an impossible idx header.")
         data = f.read(count)

@@ -638,6 +638,30 @@ def test_offline_error_says_what_was_tried_and_where_to_put_a_copy(tmp_path, mon
     assert not status["mnist"].available_locally and url in status["mnist"].where
 
 
+@pytest.mark.parametrize(
+    "images,words",
+    [
+        (gzip.compress(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (30, 28, 28)) + bytes(100)), "is truncated"),
+        (_idx(np.zeros((30, 28, 28)))[:-40], "end-of-stream"),  # the gzip stream cut short
+        (gzip.compress(bytes([0, 0, 8, 3]) + (2**32 - 1).to_bytes(4, "big") * 3), "impossible idx header"),
+        (gzip.compress(b"\x00\x00\x0d\x03" + bytes(12)), "not an idx file of unsigned bytes"),
+    ],
+    ids=["short data", "cut gzip", "huge header", "float idx"],
+)
+def test_damaged_local_copy_is_named_with_what_to_do(tmp_path, no_system_datasets, images, words):
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(images)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(_idx(np.zeros(30)))
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(_idx(np.zeros((10, 28, 28))))
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(np.zeros(10)))
+    with pytest.raises(DatasetError) as info:
+        load_dataset("fashion_mnist")
+    message = str(info.value)
+    assert message.startswith(f"The Fashion-MNIST files in {folder} cannot be read (") and words in message
+    assert "downloaded again" in message
+
+
 def test_mirror_missing_a_file_reports_the_http_status(mirror):
     with pytest.raises(DatasetError, match="HTTP Error 404"):
         load_dataset("cifar10")
