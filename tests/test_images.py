@@ -83,6 +83,11 @@ def test_transparency_is_composited_on_white():
     assert abs(int(pixels[0, 2, 0]) - 127) <= 1
     la = Image.fromarray(np.array([[[0, 0], [0, 255]]], np.uint8), "LA")
     assert decode_image(encode(la, "PNG"))[:, :, 0].tolist() == [[255, 0]]
+    # PNG's tRNS chunk: one gray value, or one RGB colour, marked transparent.
+    gray = Image.fromarray(np.array([[0, 100]], np.uint8))
+    assert decode_image(encode(gray, "PNG", transparency=0))[:, :, 0].tolist() == [[255, 100]]
+    rgb = Image.fromarray(np.array([[[0, 0, 0], [10, 200, 10]]], np.uint8))
+    assert decode_image(encode(rgb, "PNG", transparency=(0, 0, 0))).tolist() == [[[255, 255, 255], [10, 200, 10]]]
 
 
 def test_palette_gif_with_a_transparent_index_is_composited():
