@@ -579,15 +579,25 @@ def _main_module_hidden():
                 sys.modules["__main__"] = real
 
 
-_manager: JobManager | None = None
-_manager_lock = threading.Lock()
+# The manager must outlive a reload of this module (Streamlit's file watcher re-imports
+# changed modules while the server runs), or a reload would orphan running jobs and
+# start a second set of workers. So it lives in a holder module that is never reloaded.
+_holder = sys.modules.setdefault("_playground_job_manager", types.ModuleType("_playground_job_manager"))
+if not hasattr(_holder, "lock"):
+    _holder.lock = threading.Lock()
+    _holder.manager = None
 
 
 def get_manager() -> JobManager:
     """The process-wide JobManager, created (and its workers started) on first use."""
-    global _manager
-    with _manager_lock:
-        if _manager is None or _manager.closed:
-            _manager = JobManager()
-            atexit.register(_manager.shutdown)
-        return _manager
+    with _holder.lock:
+        if _holder.manager is None or _holder.manager.closed:
+            _holder.manager = JobManager()
+            atexit.register(_holder.manager.shutdown)
+        return _holder.manager
+
+
+def running_manager() -> JobManager | None:
+    """The process-wide JobManager if it has been started, else None (never starts one)."""
+    manager = _holder.manager
+    return manager if manager is not None and not manager.closed else None

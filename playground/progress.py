@@ -131,47 +131,38 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def feature_grid(maps: dict[str, np.ndarray], *, max_maps: int = 16, columns: int = 8, tile: int = 40, gap: int = 2) -> np.ndarray:
-    """Tile feature maps into one gray image, one row block per layer.
+def feature_grid(maps: np.ndarray, *, max_maps: int = 16, columns: int = 8, tile: int = 40, gap: int = 2) -> np.ndarray:
+    """Tile the feature maps of one layer into one gray image.
 
     Each map is scaled to 0..255 on its own (a constant map is mid-gray) and
-    enlarged with nearest-neighbour sampling to about `tile` pixels.
+    resized with nearest-neighbour sampling to `tile` x `tile` pixels, so
+    layers of different sizes give tiles of the same size.
 
     Args:
-        maps: layer name -> float (H, W, F) activations of one image.
-        max_maps: first maps shown per layer.
+        maps: float (H, W, F) activations of one image in one layer.
+        max_maps: first maps shown.
         columns: maps per row.
-        tile: target tile size in pixels.
+        tile: tile size in pixels.
         gap: pixels of white between tiles.
 
     Returns:
         uint8 (height, width) image; (0, 0) when there are no maps.
     """
-    blocks = []
-    for activations in maps.values():
-        a = np.asarray(activations, dtype=np.float32)
-        if a.ndim != 3 or a.shape[-1] == 0:
-            continue
-        count = min(a.shape[-1], max_maps)
-        scale = max(1, int(round(tile / max(a.shape[0], a.shape[1]))))
-        h, w = a.shape[0] * scale, a.shape[1] * scale
-        cols = min(columns, count)
-        rows = -(-count // cols)
-        block = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), 255, np.uint8)
-        for i in range(count):
-            m = a[..., i]
-            lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
-            scaled = np.full(m.shape, 128.0) if hi - lo < 1e-12 else (m - lo) * (255.0 / (hi - lo))
-            big = np.kron(np.nan_to_num(scaled), np.ones((scale, scale)))
-            r, c = divmod(i, cols)
-            block[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = big.astype(np.uint8)
-        blocks.append(block)
-    if not blocks:
+    a = np.asarray(maps, dtype=np.float32)
+    if a.ndim != 3 or a.shape[-1] == 0 or a.shape[0] == 0 or a.shape[1] == 0:
         return np.zeros((0, 0), np.uint8)
-    width = max(b.shape[1] for b in blocks)
-    padded = [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=255) for b in blocks]
-    separator = np.full((3 * gap, width), 255, np.uint8)
-    out = [padded[0]]
-    for b in padded[1:]:
-        out += [separator, b]
-    return np.concatenate(out, axis=0)
+    count = min(a.shape[-1], max_maps)
+    cols = min(columns, count)
+    rows = -(-count // cols)
+    # Nearest-neighbour source row/column of every tile pixel.
+    ys = np.arange(tile) * a.shape[0] // tile
+    xs = np.arange(tile) * a.shape[1] // tile
+    grid = np.full((rows * (tile + gap) - gap, cols * (tile + gap) - gap), 255, np.uint8)
+    for i in range(count):
+        m = np.nan_to_num(a[..., i])
+        lo, hi = float(m.min()), float(m.max())
+        scaled = np.full(m.shape, 128.0) if hi - lo < 1e-12 else (m - lo) * (255.0 / (hi - lo))
+        r, c = divmod(i, cols)
+        y, x = r * (tile + gap), c * (tile + gap)
+        grid[y: y + tile, x: x + tile] = scaled[np.ix_(ys, xs)].astype(np.uint8)
+    return grid

@@ -1,0 +1,220 @@
+"""JobManager with real spawn workers and real tiny trainings on the built-in shapes.
+
+One manager (one warm worker, so jobs queue) serves most tests; each test's
+runs go to its own tmp folder because a job carries the PLAYGROUND_* settings
+of the moment it was submitted.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from playground import jobs
+from playground.jobs import JobError, JobManager
+from playground.runs import RunStore
+from playground.spec import ExperimentSpec
+
+# A few hundred 28x28 shapes, two small conv blocks: an epoch takes well under a second.
+TINY = ExperimentSpec().with_values(
+    dataset="shapes", sample_size="300", filters="4,8", dense_units="16", batch_size="32", epochs="2"
+)
+SLOW = TINY.with_values(epochs="50", batch_size="8")  # long enough to interrupt
+TIMEOUT = 180  # generous: the suite may share two cores with other test processes
+
+
+def wait_for(condition, timeout=TIMEOUT, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"Timed out waiting for {what}.")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def manager():
+    m = JobManager(max_concurrent=1, grace_seconds=60)
+    yield m
+    pids = m.worker_pids()
+    m.shutdown()
+    assert not any(alive(pid) for pid in pids), "shutdown left a worker process behind"
+
+
+@pytest.mark.slow  # starts a worker process (TensorFlow import) and trains for real
+def test_submit_trains_saves_and_reports_events(manager):
+    job_id = manager.submit("alice", TINY)
+    info = manager.wait("alice", job_id, TIMEOUT)
+    assert info.state == "done", info.status_line
+    assert info.result["epochs_completed"] == 2 and info.result["stop_reason"] == "completed"
+    assert 0.0 <= info.result["test_accuracy"] <= 1.0
+    record = RunStore().load(info.run_id)
+    assert record.owner == "alice" and record.metrics["epochs_completed"] == 2
+
+    events = manager.drain("alice", job_id)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "probe_image" and "start" in kinds and kinds[-1] == "done"
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    assert any(e["type"] == "probe" and e["maps"] for e in events)
+    assert manager.drain("alice", job_id) == []  # drained means gone
+
+
+@pytest.mark.slow
+def test_queue_is_fifo_with_visible_positions(manager):
+    first = manager.submit("a", TINY.with_values(epochs="1"))
+    second = manager.submit("b", TINY.with_values(epochs="1"))
+    third = manager.submit("c", TINY.with_values(epochs="1"))
+    fourth = manager.submit("d", TINY.with_values(epochs="1"))
+    assert manager.info("a", first).queue_position is None
+    assert [manager.info(o, j).queue_position for o, j in [("b", second), ("c", third), ("d", fourth)]] == [1, 2, 3]
+    assert manager.info("b", second).status_line == "queued: position 1 of 3"
+
+    manager.stop("c", third)  # a queued job is cancelled at once and leaves the queue
+    assert manager.info("c", third).state == "stopped"
+    assert manager.info("d", fourth).queue_position == 2
+
+    for owner, job_id in [("a", first), ("b", second), ("d", fourth)]:
+        assert manager.wait(owner, job_id, TIMEOUT).state == "done"
+    started = [manager.info(o, j).started for o, j in [("a", first), ("b", second), ("d", fourth)]]
+    assert started == sorted(started)
+
+
+def test_sessions_see_and_control_only_their_own_jobs(manager):
+    job_id = manager.submit("alice", SLOW)
+    try:
+        for call in (manager.info, manager.drain, manager.pause, manager.resume, manager.step, manager.stop):
+            with pytest.raises(JobError, match="no job"):
+                call("mallory", job_id)
+        assert manager.jobs("mallory") == []
+        assert job_id in [j.job_id for j in manager.jobs("alice")]
+        with pytest.raises(JobError, match="already has a run"):
+            manager.submit("alice", TINY)
+    finally:
+        manager.stop("alice", job_id, discard=True)
+    assert manager.wait("alice", job_id, TIMEOUT).state == "stopped"
+
+
+@pytest.mark.slow
+def test_pause_step_resume_continue_the_same_curves(manager):
+    job_id = manager.submit("alice", TINY.with_values(epochs="3", batch_size="8"))
+    manager.pause("alice", job_id)  # reaches the worker before the first batch ends
+    paused = wait_for(lambda: manager.info("alice", job_id).state == "paused" and manager.info("alice", job_id),
+                      what="the pause")
+    assert paused.epoch == 0
+
+    manager.step("alice", job_id)  # finish this epoch, then pause again
+    after_step = wait_for(lambda: (i := manager.info("alice", job_id)).state == "paused" and i.epoch == 1 and i,
+                          what="the end of the stepped epoch")
+    assert after_step.epoch == 1
+    time.sleep(1.0)
+    assert manager.info("alice", job_id).epoch == 1  # still paused: no further epoch
+
+    manager.resume("alice", job_id)
+    done = manager.wait("alice", job_id, TIMEOUT)
+    assert done.state == "done" and done.result["epochs_completed"] == 3
+    events = manager.drain("alice", job_id)
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3]
+    assert [e["type"] for e in events].count("start") == 1  # one job, one continuous run
+    assert [e["type"] for e in events if e["type"] in ("paused", "resumed")] == ["paused", "resumed", "paused", "resumed"]
+
+
+@pytest.mark.slow
+def test_stop_ends_early_and_keeps_the_model(manager):
+    job_id = manager.submit("alice", SLOW)
+    wait_for(lambda: manager.info("alice", job_id).epoch >= 1, what="the first epoch")
+    manager.stop("alice", job_id)
+    done = manager.wait("alice", job_id, TIMEOUT)
+    assert done.state == "done" and done.result["stop_reason"] == "stopped"
+    assert 1 <= done.result["epochs_completed"] < 50
+    assert RunStore().load(done.run_id).metrics["stop_reason"] == "stopped"
+
+
+@pytest.mark.slow
+def test_jobs_of_a_session_that_is_gone_are_cancelled(manager):
+    present = threading.Event()
+
+    def keep_page_open():  # "present" keeps heartbeating, as its open page does
+        while not present.is_set():
+            manager.heartbeat("present")
+            time.sleep(0.2)
+
+    heart = threading.Thread(target=keep_page_open, daemon=True)
+    heart.start()
+    manager.grace_seconds = 1.0
+    try:
+        running = manager.submit("ghost", SLOW)
+        queued = manager.submit("ghost-2", TINY)
+        keeper = manager.submit("present", TINY)
+        assert manager.wait("ghost-2", queued, 10).status_line == jobs.SESSION_GONE
+        assert manager.wait("ghost", running, TIMEOUT).status_line == jobs.SESSION_GONE
+        assert manager.wait("present", keeper, TIMEOUT).state == "done"
+    finally:
+        manager.grace_seconds = 60
+        present.set()
+        heart.join()
+    assert RunStore().list_runs(owner="ghost") == []  # cancelled runs are not saved
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_reported_and_replaced(manager):
+    job_id = manager.submit("alice", SLOW)
+    info = wait_for(lambda: (i := manager.info("alice", job_id)).state == "running" and i, what="training")
+    os.kill(info.worker_pid, signal.SIGKILL)
+    ended = manager.wait("alice", job_id, 30)
+    assert ended.state == "stopped"
+    assert ended.status_line == "stopped: the training process ended unexpectedly"
+    assert info.worker_pid not in manager.worker_pids()
+
+    next_job = manager.submit("alice", TINY.with_values(epochs="1"))
+    assert manager.wait("alice", next_job, TIMEOUT).state == "done"
+
+
+def test_commands_on_finished_jobs_are_refused(manager):
+    job_id = manager.submit("carol", TINY)
+    manager.stop("carol", job_id, discard=True)
+    manager.wait("carol", job_id, TIMEOUT)
+    with pytest.raises(JobError, match="cannot pause"):
+        manager.pause("carol", job_id)
+
+
+@pytest.mark.slow  # starts its own app process and worker
+def test_workers_exit_when_the_app_process_dies(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from playground.jobs import JobManager
+        m = JobManager(max_concurrent=1)
+        print(*m.worker_pids(), flush=True)
+        time.sleep(600)
+        """
+    )
+    app = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                           cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        pids = [int(p) for p in app.stdout.readline().split()]
+        assert pids and all(alive(p) for p in pids)
+        app.kill()  # no atexit, no clean shutdown: the workers must notice on their own
+        app.wait(10)
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="the workers to exit")
+    finally:
+        if app.poll() is None:
+            app.kill()
