@@ -259,7 +259,7 @@ class ConvStep:
 
     def sum_text(self, digits: int = 3) -> str:
         """"a·b + c·d + ... = value", the sum written out."""
-        terms = [f"{_num(w, digits)}·{_num(k, digits)}" for w, k in zip(self.window.ravel(), self.kernel.ravel())]
+        terms = [f"{_factor(w, digits)}·{_factor(k, digits)}" for w, k in zip(self.window.ravel(), self.kernel.ravel())]
         return " + ".join(terms) + f" = {_num(self.value, digits)}"
 
 
@@ -287,6 +287,12 @@ class PoolStep:
 def _num(value: float, digits: int) -> str:
     text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def _factor(value: float, digits: int) -> str:
+    # Negative factors in brackets: "2·(-1)", not "2·-1".
+    text = _num(value, digits)
+    return f"({text})" if text.startswith("-") else text
 
 
 def _window(image: np.ndarray, geo: Geometry, row: int, col: int, fill: float) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:

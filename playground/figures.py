@@ -19,7 +19,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"  # negative blue, zero white, positive red
-HEAT = "Turbo"  # Grad-CAM and saliency
+# Grad-CAM and saliency over an image: unimportant pixels stay see-through, important ones turn yellow to red.
+HEAT = [
+    [0.0, "rgba(40, 40, 200, 0)"],
+    [0.25, "rgba(40, 120, 255, 0.3)"],
+    [0.5, "rgba(40, 220, 120, 0.55)"],
+    [0.75, "rgba(255, 210, 0, 0.75)"],
+    [1.0, "rgba(230, 20, 20, 0.85)"],
+]
 
 
 class FigureError(ValueError):
@@ -153,9 +160,14 @@ def filter_grid(weights: np.ndarray, *, title: str = "", columns: int | None = N
         tiles = (tiles - low) / np.where(high > low, high - low, 1.0) * 255.0
         grid = tile_maps(tiles, columns, fill=255.0)  # white gaps
         figure = go.Figure(go.Image(z=grid.astype(np.uint8), hovertemplate="rgb %{z}<extra></extra>"))
-        return _image_layout(figure, grid.shape[:2], title, height)
+        return _image_layout(figure, grid.shape[:2], title, height or _filter_height(count, columns, title))
     maps = weights.mean(axis=2)  # (k, k, F)
-    return feature_map_grid(maps, title=title, columns=columns, height=height)
+    return feature_map_grid(maps, title=title, columns=columns, height=height or _filter_height(count, columns, title))
+
+
+def _filter_height(count: int, columns: int, title: str) -> int:
+    # Filters are tiny (3x3, 5x5): about 48 pixels per row of tiles is enough.
+    return min(420, 40 + 48 * math.ceil(count / columns)) + (30 if title else 0)
 
 
 def _image_layout(figure: go.Figure, shape: tuple[int, ...], title: str, height: int | None) -> go.Figure:
@@ -196,14 +208,14 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(image, 0, 255), 3 // image.shape[2], axis=2).astype(np.uint8)
 
 
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, title: str = "", opacity: float = 0.5, height: int = 320) -> go.Figure:
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, title: str = "", opacity: float = 1.0, height: int = 320) -> go.Figure:
     """A heatmap in 0..1 (Grad-CAM, saliency) over the image it explains.
 
     Args:
         image: (H, W, C) pixels (0..255 as the model takes them).
         heatmap: float (H, W) in 0..1, the same size as the image.
         title: figure title.
-        opacity: of the heatmap over the image.
+        opacity: of the heatmap over the image (the colour scale itself fades out towards 0).
         height: figure height in pixels.
 
     Returns:
@@ -293,8 +305,9 @@ def pixel_histograms(arrays: Mapping[str, np.ndarray], *, bins: int = 50, overla
             figure.add_trace(bar, row=1, col=i)
     figure.update_layout(
         barmode="overlay", height=height, showlegend=overlay, bargap=0,
-        margin=dict(l=4, r=4, t=40, b=4), yaxis=dict(tickformat=".0%", title="share of pixels"),
+        margin=dict(l=4, r=4, t=40, b=4), yaxis=dict(title="share of pixels"),
     )
+    figure.update_yaxes(tickformat=".0%")
     figure.update_annotations(font_size=12)
     return figure
 
@@ -356,6 +369,11 @@ def _box_kind(name: str, kind: str) -> str | None:
     return "conv" if "conv" in kind.lower() else None
 
 
+def _field(row: Any, name: str) -> Any:
+    # Rows may be LayerRow objects or their dicts (dataclasses.asdict).
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+
 def _shape_of(output_shape: Any) -> tuple[int, ...]:
     shape = tuple(output_shape)
     if shape and shape[0] is None:
@@ -367,9 +385,9 @@ def network_diagram(rows: Sequence[Any], *, title: str = "", height: int = 360) 
     """The network as a row of boxes: height ~ log2(spatial size), width ~ log2(channels).
 
     Args:
-        rows: layer rows in order, each with `.name`, `.kind`, `.output_shape`
-            (with or without the batch axis) and `.params` (as `models.layer_table`
-            returns them).
+        rows: layer rows in order, each with `name`, `kind`, `output_shape`
+            (with or without the batch axis) and `params`, as attributes (the
+            `LayerRow`s of `models.layer_table`) or as dict keys.
         title: figure title.
         height: figure height in pixels.
 
@@ -378,15 +396,14 @@ def network_diagram(rows: Sequence[Any], *, title: str = "", height: int = 360) 
     """
     boxes: list[dict[str, Any]] = []
     for row in rows:
-        box = _box_kind(str(row.name), str(getattr(row, "kind", "")))
-        shape = _shape_of(row.output_shape)
+        name, params = str(_field(row, "name")), int(_field(row, "params") or 0)
+        box = _box_kind(name, str(_field(row, "kind") or ""))
+        shape = _shape_of(_field(row, "output_shape"))
         if box is None and boxes:
-            boxes[-1]["extra"].append(str(row.name))
-            boxes[-1]["params"] += int(getattr(row, "params", 0) or 0)
+            boxes[-1]["extra"].append(name)
+            boxes[-1]["params"] += params
             continue
-        if box is None:
-            box = "input"
-        boxes.append({"name": str(row.name), "box": box, "shape": shape, "extra": [], "params": int(getattr(row, "params", 0) or 0)})
+        boxes.append({"name": name, "box": box or "input", "shape": shape, "extra": [], "params": params})
     if not boxes:
         raise FigureError("The network has no layers to draw. Received: rows=[]")
     figure = go.Figure()
@@ -509,9 +526,10 @@ def matrix_figure(
     rows, cols = values.shape
     figure.update_layout(
         title=dict(text=title, font=dict(size=13)) if title else None,
-        width=max(120, cols * size + 20), height=rows * size + (48 if title else 16),
+        width=max(96, cols * size + 16), height=rows * size + (48 if title else 16),
         margin=dict(l=8, r=8, t=36 if title else 8, b=8),
     )
-    figure.update_xaxes(visible=False, range=[-0.5, cols - 0.5])
-    figure.update_yaxes(visible=False, range=[rows - 0.5, -0.5])
+    figure.update_xaxes(visible=False, range=[-0.5, cols - 0.5], constrain="domain")
+    # Square cells even when the title makes the figure wider than the matrix.
+    figure.update_yaxes(visible=False, range=[rows - 0.5, -0.5], scaleanchor="x", constrain="domain")
     return figure

@@ -147,6 +147,8 @@ def test_network_diagram_draws_one_box_per_shape_change_sized_by_the_shape():
     assert extent(boxes["block2_conv1"])[0] > extent(boxes["block1_conv1"])[0]
     conv_hover = boxes["block1_conv1"].text
     assert "block1_bn1" in conv_hover and "28×28×32" in conv_hover and "448 parameters" in conv_hover
+    # The same rows as dicts (dataclasses.asdict of LayerRow) draw the same boxes.
+    assert [t.name for t in fg.network_diagram([vars(r) for r in rows]).data] == names
     with pytest.raises(fg.FigureError):
         fg.network_diagram([])
 

@@ -1,0 +1,180 @@
+"""Activations: what each conv layer computes for one image, the first-layer filters, and where the network looks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+st.set_page_config(page_title="Activations · CNN Playground", page_icon=":material/grid_view:", layout="wide")
+
+from playground import figures, inspect  # noqa: E402  (after set_page_config)
+from playground.images import ImageError, decode_image, prepare_for_model  # noqa: E402
+from playground.predict import prepare_options_for, stored_options  # noqa: E402
+from playground.spec import ACTIVATIONS  # noqa: E402
+from playground.ui.model_source import choose_network, describe, load_data, network_model  # noqa: E402
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
+NO_BAR = {"displayModeBar": False}
+
+
+def _random_index(size: int) -> None:
+    st.session_state["act_index"] = int(np.random.default_rng().integers(size))
+
+
+def choose_image(dataset, input_shape, prepare: dict) -> tuple[np.ndarray, int | None, str] | None:
+    """A test image of the dataset or an uploaded one, as the model takes it: (image, true label or None, caption)."""
+    sources = (["A test image"] if dataset is not None else []) + ["Upload your own"]
+    source = st.radio("Image", sources, horizontal=True, key="act_image_source")
+    if source == "A test image":
+        count = len(dataset.x_test)
+        pick, shuffle = st.columns([3, 1], vertical_alignment="bottom")
+        index = pick.number_input(f"Test image (0 to {count - 1})", 0, count - 1, 0, key="act_index")
+        shuffle.button("Random image", on_click=_random_index, args=(count,), icon=":material/shuffle:", key="act_random")
+        label = int(dataset.y_test[index])
+        return dataset.x_test[index].astype(np.float32), label, f"test image {index}: {dataset.class_names[label]}"
+    upload = st.file_uploader("An image file", type=UPLOAD_TYPES, key="act_upload")
+    if upload is None:
+        st.info("Choose an image file to see how the network takes it apart.")
+        return None
+    try:
+        pixels = decode_image(upload.getvalue(), name=upload.name, size_hint=tuple(input_shape[:2]))
+        prepared = prepare_for_model(pixels, input_shape, **prepare)  # as the Predict page prepares it
+    except ImageError as exc:
+        st.error(str(exc))
+        return None
+    return prepared.array, None, f"{upload.name}: {prepared.note}"
+
+
+def feature_map_section(model, image: np.ndarray, activation: str) -> None:
+    """Before and after the activation, for every conv layer, one colour-scaled grid each."""
+    stages = inspect.activation_stages(model)
+    if not stages:
+        st.info("This network has no conv layers.")
+        return
+    names = list(dict.fromkeys(n for s in stages for n in (s.before, s.after) if n))
+    start = time.perf_counter()
+    maps = inspect.feature_maps(model, image, names)
+    computed = time.perf_counter() - start
+    start = time.perf_counter()
+    drawn = 0
+    for stage in stages:
+        before = maps[stage.before]
+        h, w, count = before.shape
+        st.markdown(f"**{stage.conv}** · {count} maps of {h} × {w}")
+        if stage.after is None:
+            st.plotly_chart(figures.feature_map_grid(before, title=f"{stage.before} (no activation)"), config=NO_BAR,
+                            key=f"act_maps_{stage.conv}")
+            drawn += 1
+            continue
+        after = maps[stage.after]
+        scale = figures.map_scale(before, after)  # one colour scale per map for both sides
+        left, right = st.columns(2)
+        left.plotly_chart(figures.feature_map_grid(before, scale=scale, title=f"before: {stage.before}"), config=NO_BAR,
+                          key=f"act_before_{stage.conv}")
+        right.plotly_chart(figures.feature_map_grid(after, scale=scale, title=f"after: {stage.after} ({activation})"),
+                           config=NO_BAR, key=f"act_after_{stage.conv}")
+        drawn += 2
+        zeroed = float(np.mean((after == 0) & (before != 0)))
+        if zeroed > 0:
+            st.caption(f"{activation} set {zeroed:.0%} of the values to zero: every negative input (blue on the left) "
+                       "is white on the right, and only the positive evidence goes on to the next layer.")
+    st.caption(f"Feature maps computed in {computed * 1000:.0f} ms and {drawn} grids built in "
+               f"{(time.perf_counter() - start) * 1000:.0f} ms (one heatmap per grid). "
+               "Each map is scaled by its own largest |value| (shared by the two sides): red positive, blue negative.")
+
+
+def filter_section(network, model) -> None:
+    """First-layer filters before and after training, side by side."""
+    after = inspect.first_layer_filters(model)
+    if not network.trained:
+        st.plotly_chart(figures.filter_grid(after, title="Initial filters (untrained, random)"), config=NO_BAR,
+                        key="act_filters_now")
+        st.caption("Random numbers: no pattern yet. Train the network and compare.")
+        return
+    try:
+        before = inspect.first_layer_filters(network.record)
+    except inspect.InspectError:
+        before = None
+    left, right = st.columns(2)
+    if before is not None:
+        left.plotly_chart(figures.filter_grid(before, title="Before training"), config=NO_BAR, key="act_filters_before")
+    else:
+        left.info("This run did not keep its filters from before training.")
+    right.plotly_chart(figures.filter_grid(after, title="After training"), config=NO_BAR, key="act_filters_after")
+    st.caption("Each filter is stretched to its own range. Trained first-layer filters tend to become edge, "
+               "stroke and colour-blob detectors; how far they move from the random start depends on the epochs and learning rate.")
+
+
+@st.fragment
+def attention_section(model, image: np.ndarray, class_names: tuple[str, ...]) -> None:
+    """Grad-CAM for the predicted class and a chosen one, and the saliency of the chosen class."""
+    probabilities = inspect.predict(model, image)
+    predicted = int(np.argmax(probabilities))
+    chosen = st.selectbox("Explain the class", range(len(class_names)), index=predicted,
+                          format_func=lambda i: f"{class_names[i]} ({probabilities[i]:.1%})", key="act_class")
+    cam_predicted, _ = inspect.gradcam(model, image)
+    cam_chosen, _ = inspect.gradcam(model, image, chosen)
+    salient = inspect.saliency(model, image, chosen)
+    columns = st.columns(3)
+    columns[0].plotly_chart(figures.heatmap_overlay(image, cam_predicted, title=f"Grad-CAM: {class_names[predicted]} (predicted)"),
+                            config=NO_BAR, key="act_cam_predicted")
+    columns[1].plotly_chart(figures.heatmap_overlay(image, cam_chosen, title=f"Grad-CAM: {class_names[chosen]}"),
+                            config=NO_BAR, key="act_cam_chosen")
+    columns[2].plotly_chart(figures.heatmap_overlay(image, salient, title=f"Saliency: {class_names[chosen]}"),
+                            config=NO_BAR, key="act_saliency")
+    st.caption(f"Grad-CAM weighs the maps of the last conv layer ({inspect.last_conv_output(model)}) by the gradient of "
+               "the class's logit and keeps the positive part: where the evidence for that class lies, at the resolution "
+               "of that layer. Saliency is |∂ logit / ∂ pixel|: which single pixels would change the score most.")
+
+
+# ---------------------------------------------------------------------- page
+
+st.title("Activations")
+st.caption("Follow one image through the network: the feature maps of every conv layer before and after its activation, "
+           "the first-layer filters, and where the network looks when it decides.")
+network = choose_network("act")
+if network is None:
+    st.stop()
+describe(network)
+if network.input_shape is None or network.num_classes is None:
+    st.error(f"The dataset is needed to build this network: {network.data_error}")
+    st.stop()
+dataset = load_data(network.spec)
+if dataset is not None and tuple(dataset.input_shape) != tuple(network.input_shape):
+    dataset = None  # the data changed since the run was trained; uploads still work
+model = network_model(network, x_sample=None if dataset is None else dataset.x_train[:2000])
+if network.trained:
+    class_names = tuple(network.record.class_names)
+elif dataset is not None:
+    class_names = tuple(dataset.class_names)
+else:
+    class_names = tuple(f"class {i}" for i in range(network.num_classes))
+
+prepare = prepare_options_for(network.spec.data.dataset, stored_options(network.record) if network.trained else None)
+chosen = choose_image(dataset, network.input_shape, prepare)
+if chosen is None:
+    st.stop()
+image, label, caption = chosen
+probabilities = inspect.predict(model, image)
+predicted = int(np.argmax(probabilities))
+left, right = st.columns([1, 2])
+with left:
+    st.plotly_chart(figures.image_row([image], ["as the network sees it"], height=300), config=NO_BAR, key="act_image")
+    st.caption(caption)
+with right:
+    verdict = f"The network says **{class_names[predicted]}** ({probabilities[predicted]:.1%})"
+    if label is not None:
+        verdict += " — right." if label == predicted else f" — wrong: it is {class_names[label]}."
+    st.markdown(verdict)
+    st.plotly_chart(figures.probability_bars(probabilities, class_names, highlight=predicted), config=NO_BAR,
+                    key="act_probabilities")
+
+activation = ACTIVATIONS.get(network.spec.arch.activation, network.spec.arch.activation)
+st.header("Feature maps, before and after the activation")
+feature_map_section(model, image, activation)
+st.header("First-layer filters")
+filter_section(network, model)
+st.header("Where does the network look?")
+attention_section(model, image, class_names)

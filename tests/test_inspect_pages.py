@@ -1,0 +1,133 @@
+"""AppTest of the Architecture, Activations and Preprocessing pages, with and without a saved run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from playground import conv_explainer as ce
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+TINY = {"dataset": "shapes", "filters": "4,8", "sample_size": "200"}  # a quick untrained network from the link
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A runs folder with one tiny trained run (shapes, 200 images, filters 4 and 8, 1 epoch)."""
+    from playground import datasets, training
+    from playground.runs import RunStore
+    from playground.spec import ExperimentSpec
+
+    root = tmp_path_factory.mktemp("runs")
+    spec = ExperimentSpec().with_values(**TINY, epochs=1, batch_size=32)
+    data = datasets.load_for_spec(spec)
+    RunStore(root).save(training.train(spec, data), spec, data, name="tiny shapes run")
+    return root
+
+
+@pytest.fixture
+def with_run(run_dir, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(run_dir))
+
+
+def _page(name, **params):
+    app = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    for key, value in params.items():
+        app.query_params[key] = value
+    return app.run()
+
+
+def _no_exception(app):
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def _code(app, prefix):
+    return next(c.value for c in app.code if c.value.startswith(prefix))
+
+
+def test_architecture_without_runs_shows_the_untrained_playground_network():
+    from playground import models
+    from playground.spec import ExperimentSpec, apply_preset
+
+    app = _page("2_Architecture.py", **TINY, preset="lenet5")
+    _no_exception(app)
+    assert app.radio(key="arch_source").value == "playground"
+    assert any("Untrained network" in w.value for w in app.warning)
+    # The link's preset is applied, then its fields: LeNet-5 on shapes with filters 4 and 8.
+    spec = apply_preset(ExperimentSpec(), "lenet5").with_values(**TINY)
+    expected = models.build_model(spec, (28, 28, 1), 5).count_params()
+    assert app.metric[1].label == "Parameters" and app.metric[1].value == f"{expected:,}"
+    assert "def build_model(" in _code(app, '"""')
+    assert app.get("download_button")
+
+
+def test_architecture_explainer_follows_padding_stride_and_the_chosen_cell():
+    app = _page("2_Architecture.py", **TINY)
+    app.slider(key="ce_size").set_value(6)
+    app.radio(key="ce_padding").set_value("same")
+    app.slider(key="ce_stride").set_value(2)
+    app.run()
+    _no_exception(app)
+    assert "(6 + 0 + 1 − 3) / 2 + 1 = 4 / 2 + 1 = 3" in _code(app, "H_out")  # TensorFlow pads the odd pixel after
+    app.selectbox(key="ce_pick_row").set_value(2)
+    app.selectbox(key="ce_pick_col").set_value(1)
+    app.run()
+    _no_exception(app)
+    image = ce.preset_image("Vertical edge", 6, 6)
+    kernel = ce.preset_filter("Vertical edge (Sobel x)")
+    expected, _ = ce.conv2d(image, kernel, 2, "same")
+    worked = next(c.value for c in app.code if "·" in c.value)
+    assert worked.endswith(f"= {expected[0, 2, 1]:g}")
+    assert worked.count("·") == 9
+    # Max pooling of output 1, SAME with stride 2 on a 3x3 map: a 2x2 result.
+    app.radio(key="ce_pool_padding").set_value("same")
+    app.run()
+    _no_exception(app)
+    assert _code(app, "H_out = (H + 2P − F) / S + 1 = (3 + 0 + 1 − 2)").endswith("= 2")
+
+
+def test_architecture_of_a_saved_run(with_run):
+    app = _page("2_Architecture.py")
+    _no_exception(app)
+    assert app.radio(key="arch_source").value == "run"
+    assert any("tiny shapes run" in s.value for s in app.success)
+
+
+def test_activations_of_a_saved_run(with_run):
+    app = _page("3_Activations.py")
+    _no_exception(app)
+    assert any("The network says" in m.value for m in app.markdown)
+    assert any("ReLU set" in c.value for c in app.caption)
+    assert any(m.value.startswith("**block2_conv1** · 8 maps of 14 × 14") for m in app.markdown)
+    app.button(key="act_random").click().run()
+    _no_exception(app)
+    app.selectbox(key="act_class").set_value(4).run()
+    _no_exception(app)
+    assert "Grad-CAM" in app.caption[-1].value
+
+
+def test_activations_without_runs_say_the_network_is_untrained():
+    app = _page("3_Activations.py", **TINY)
+    _no_exception(app)
+    assert any("Untrained network" in w.value for w in app.warning)
+    assert any("The network says" in m.value for m in app.markdown)
+
+
+def test_preprocessing_of_a_saved_run_and_the_augmentation_sliders(with_run):
+    app = _page("4_Preprocessing.py")
+    _no_exception(app)
+    assert any("tiny shapes run" in c.value for c in app.caption)
+    assert any("Every augmentation is off" in i.value for i in app.info)
+    rotation = next(s for s in app.slider if s.key.startswith("pre_rotation_"))
+    rotation.set_value(30).run()
+    _no_exception(app)
+    assert not any("Every augmentation is off" in i.value for i in app.info)
+
+
+def test_preprocessing_without_runs_uses_the_playground_settings():
+    app = _page("4_Preprocessing.py", **TINY, normalization="per_image", flip="true")
+    _no_exception(app)
+    assert any("Per-image whitening" in m.value for m in app.markdown)
+    flip = next(t for t in app.toggle if t.key.startswith("pre_flip_"))
+    assert flip.value is True
