@@ -1,0 +1,192 @@
+"""The live view of a training job: status, curves, speed, ETA and the probe image's feature maps.
+
+`sync(job_id)` drains the job's events into the session's RunProgress; the
+Playground calls it on every full run and, through `live_panel`, from a
+fragment that reruns twice a second while the job is active.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from playground.jobs import JobError, JobInfo
+from playground.progress import RunProgress, feature_grid, format_duration
+from playground.ui.session import job_manager, session_id
+
+PROGRESS_KEY = "pg_progress"  # RunProgress of the current model
+JOB_KEY = "pg_job"  # id of the session's latest job
+SEEN_FINAL_KEY = "pg_seen_final"  # job id whose end was already handled
+
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+
+
+def progress() -> RunProgress:
+    """The session's RunProgress (created empty on first use)."""
+    if PROGRESS_KEY not in st.session_state:
+        st.session_state[PROGRESS_KEY] = RunProgress()
+    return st.session_state[PROGRESS_KEY]
+
+
+def current_job() -> JobInfo | None:
+    """The session's latest job, or None (never trained, reset, or forgotten by the server)."""
+    job_id = st.session_state.get(JOB_KEY)
+    if not job_id:
+        return None
+    try:
+        return job_manager().info(session_id(), job_id)
+    except JobError:
+        return None
+
+
+def sync() -> JobInfo | None:
+    """Drain the latest job's events into the progress; returns the job's snapshot."""
+    job = current_job()
+    if job is None:
+        return None
+    try:
+        progress().update(job_manager().drain(session_id(), job.job_id))
+    except JobError:
+        return None
+    # The snapshot after draining, so a "done" job comes with all of its events applied.
+    return current_job()
+
+
+def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batch_index: int, y_title: str) -> go.Figure:
+    figure = go.Figure()
+    if p.batch_points:
+        # The last few thousand batches are plenty for a curve.
+        points = p.batch_points[-3000:]
+        figure.add_trace(go.Scattergl(
+            x=[pt[0] for pt in points], y=[pt[batch_index] for pt in points], mode="lines",
+            name="train (batches)", line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35,
+        ))
+    history = p.history()
+    if history["epoch"]:
+        figure.add_trace(go.Scatter(x=history["epoch"], y=history[train_key], mode="lines+markers",
+                                    name="train", line={"color": TRAIN_COLOR, "width": 2}))
+        figure.add_trace(go.Scatter(x=history["epoch"], y=history[val_key], mode="lines+markers",
+                                    name="validation", line={"color": VAL_COLOR, "width": 2}))
+    figure.update_layout(
+        title={"text": title, "x": 0.0, "font": {"size": 14}},
+        height=270, margin={"l": 10, "r": 10, "t": 36, "b": 10},
+        xaxis_title="epoch", yaxis_title=y_title,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        uirevision=title,  # keep the user's zoom while points arrive
+    )
+    upper = max(p.epochs, int(np.ceil(p.batch_points[-1][0])) if p.batch_points else 1, 1)
+    figure.update_xaxes(range=[0, upper])
+    if "accuracy" in train_key:
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return figure
+
+
+def status_text(job: JobInfo | None, p: RunProgress) -> str:
+    """One line under the transport buttons."""
+    if job is None:
+        return "Ready: press Train." if not p.epoch_rows else f"Trained {p.epoch} epoch(s): press Train to continue, Reset to start over."
+    if job.state == "queued":
+        return (f"Queued: position {job.queue_position} of {job.queue_length}; the server trains "
+                f"{job_manager().max_concurrent} run(s) at a time.")
+    if job.state == "starting":
+        return "Starting: loading the data and building the network…"
+    if job.state == "stopping":
+        return "Stopping after the current batch…"
+    if job.state == "paused":
+        return f"Paused after epoch {p.epoch} of {p.epochs}: Train resumes, Step runs one more epoch."
+    if job.state == "running":
+        return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
+    if job.state == "done":
+        reason = (job.result or {}).get("stop_reason", "completed")
+        return {"completed": "Done.", "stopped": "Stopped early; the model so far was evaluated and kept.",
+                "time_budget": "Time budget reached; the model so far was evaluated and kept.",
+                "diverged": "The loss diverged; the last good weights were kept."}.get(reason, "Done.")
+    return job.status_line[:1].upper() + job.status_line[1:]
+
+
+def metrics_row(job: JobInfo | None, p: RunProgress) -> None:
+    """Epoch counter, images/second, ETA and queue position."""
+    columns = st.columns(4)
+    columns[0].metric("Epoch", f"{p.epoch} / {p.epochs}" if p.epochs else "–")
+    columns[1].metric("Images / second", f"{p.images_per_second:,.0f}" if p.images_per_second else "–")
+    active = job is not None and job.state in ("running", "starting")
+    columns[2].metric("Time left", format_duration(p.eta_seconds()) if active else "–")
+    if job is not None and job.state == "queued":
+        columns[3].metric("Queue position", f"{job.queue_position} of {job.queue_length}")
+    else:
+        last = p.epoch_rows[-1] if p.epoch_rows else {}
+        value = last.get("val_accuracy")
+        columns[3].metric("Validation accuracy", f"{value:.1%}" if value is not None and np.isfinite(value) else "–")
+
+
+def curves(p: RunProgress) -> None:
+    """Loss and accuracy, train and validation, side by side."""
+    left, right = st.columns(2)
+    left.plotly_chart(_curve_figure("Loss", p, "loss", "val_loss", 1, "loss"), key="pg_loss_chart",
+                      config={"displayModeBar": False})
+    right.plotly_chart(_curve_figure("Accuracy", p, "accuracy", "val_accuracy", 2, "accuracy"), key="pg_accuracy_chart",
+                       config={"displayModeBar": False})
+
+
+def feature_maps(p: RunProgress, layers: int = 2) -> None:
+    """The probe image and the feature maps of the first conv layers, refreshed each epoch."""
+    if p.probe_image is None and not p.probe_maps:
+        return
+    names = list(p.probe_maps or {})[:layers]
+    columns = st.columns([1] + [3] * max(len(names), 1))
+    if p.probe_image is not None:
+        image = np.asarray(p.probe_image)
+        columns[0].image(image[..., 0] if image.shape[-1] == 1 else image, caption=f"probe image: {p.probe_label}",
+                         width="stretch", clamp=True)
+    if not names:
+        columns[1].caption("Feature maps appear once the network is built.")
+    for column, name in zip(columns[1:], names):
+        grid = feature_grid(p.probe_maps[name], max_maps=16, columns=8, tile=32)
+        if grid.size:
+            shown = min(np.shape(p.probe_maps[name])[-1], 16)
+            when = "before training" if p.probe_epoch == 0 else f"after epoch {p.probe_epoch}"
+            column.image(grid, caption=f"{name}: {shown} feature maps {when}", width="stretch")
+
+
+def result_panel(job: JobInfo) -> None:
+    """Test accuracy and the other numbers of a finished job."""
+    result = job.result or {}
+    columns = st.columns(4)
+    columns[0].metric("Test accuracy", f"{result.get('test_accuracy', float('nan')):.1%}")
+    columns[1].metric("Test loss", f"{result.get('test_loss', float('nan')):.3f}")
+    columns[2].metric("Training time", format_duration(result.get("train_seconds")))
+    columns[3].metric("Parameters", f"{result.get('params', 0):,}")
+    if result.get("save_error"):
+        st.warning(result["save_error"], icon=":material/warning:")
+    elif result.get("message"):
+        st.info(result["message"])
+
+
+def live_body(on_final: Any) -> None:
+    """Everything that changes while a job trains (run inside a fragment).
+
+    Args:
+        on_final: called once with the JobInfo when the job has just ended;
+            it updates the session and reruns the whole page.
+    """
+    owner = session_id()
+    job_manager().heartbeat(owner)
+    job = sync()
+    p = progress()
+    st.markdown(f"**{status_text(job, p)}**")
+    if job is not None and job.active and p.epochs:
+        st.progress(p.fraction_done)
+    metrics_row(job, p)
+    curves(p)
+    feature_maps(p)
+    if job is not None and not job.active and st.session_state.get(SEEN_FINAL_KEY) != job.job_id:
+        on_final(job)
+
+
+def live_panel(active: bool, on_final: Any) -> None:
+    """`live_body` in a fragment that refreshes every 0.5 s while a job is active."""
+    st.fragment(run_every=0.5 if active else None)(live_body)(on_final)

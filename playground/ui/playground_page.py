@@ -1,0 +1,317 @@
+"""The Playground page: controls -> ExperimentSpec -> background training -> live view.
+
+Layout: the sidebar holds the preset picker and the controls (data,
+preprocessing & augmentation, architecture, training); the main area holds the
+transport buttons (Train, Pause, Step, Reset, Stop), the live view and the
+network's layer table, which follows the sliders before any training.
+
+The configuration is mirrored into the URL, so a copied link reproduces it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, replace
+from typing import Any
+
+import streamlit as st
+
+from playground import spec as spec_module
+from playground.jobs import FINAL_STATES, JobError, JobInfo
+from playground.progress import RunProgress
+from playground.settings import get_settings
+from playground.spec import DataSpec, ExperimentSpec, Problem, TrainSpec
+from playground.ui import controls, home, live
+from playground.ui.session import job_manager, session_id, set_current_run
+from playground.ui.url_state import read_url, url_params
+
+INIT_KEY = "pg_initialised"
+URL_MESSAGES_KEY = "pg_url_messages"
+RUN_SPEC_KEY = "pg_run_spec"  # spec of the current model (for Train to continue it)
+FLASH_KEY = "pg_flash"  # a message from a button callback, shown once
+URL_WRITTEN_KEY = "pg_url_written"  # the query parameters this page wrote last
+
+BUILT_IN = ("shapes", "digits")
+_BUILD_LOCK = threading.Lock()  # Keras model building is not thread-safe; sessions share the process
+
+
+# ------------------------------------------------------------------ data
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def dataset_status() -> dict[str, Any]:
+    """{name: DatasetStatus} of the named datasets (re-checked every 30 s)."""
+    from playground import datasets
+
+    return {status.name: status for status in datasets.dataset_status()}
+
+
+def data_shape(spec: ExperimentSpec) -> tuple[tuple[int, int, int] | None, int | None, str]:
+    """(input_shape, num_classes, error) of the spec's data, without a download.
+
+    Named datasets have known shapes; the built-in ones are made in a moment;
+    an uploaded dataset is read (and cached) once.
+    """
+    from playground import datasets
+
+    name = spec.data.dataset
+    if spec_module.is_named_dataset(name) and name not in BUILT_IN:
+        return spec_module.DATASET_INPUT_SHAPES[name], 10, ""
+    try:
+        dataset = datasets.load_dataset(name, shapes_noise=spec.data.shapes_noise, seed=spec.seed)
+    except datasets.DatasetError as exc:
+        return None, None, str(exc)
+    return tuple(dataset.input_shape), int(dataset.num_classes), ""
+
+
+@st.cache_data(max_entries=256, show_spinner="Building the network…")
+def layer_rows(spec_id: str, _spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
+    """The layer table of an untrained model of `_spec` (pure, so cached by its architecture's spec_id)."""
+    from playground import models
+
+    with _BUILD_LOCK:
+        model = models.build_model(_spec, input_shape, num_classes)
+        rows = models.layer_table(model)
+    return [asdict(row) for row in rows]
+
+
+def architecture_key(spec: ExperimentSpec) -> ExperimentSpec:
+    """The part of a spec that decides the untrained network's layers."""
+    return replace(spec, data=DataSpec(dataset="shapes"), train=TrainSpec(), seed=0, preset="default")
+
+
+def same_model(a: ExperimentSpec | None, b: ExperimentSpec) -> bool:
+    """True when a model trained with `a` can keep training under `b` (only training settings differ)."""
+    return a is not None and replace(a, train=b.train, preset=b.preset) == b
+
+
+# ------------------------------------------------------------- callbacks
+
+
+def _flash(message: str) -> None:
+    st.session_state[FLASH_KEY] = message
+
+
+def _start(step: bool) -> None:
+    spec = controls.current_spec()
+    run_id = st.session_state.get("pg_run_id")
+    continue_from = run_id if run_id and same_model(st.session_state.get(RUN_SPEC_KEY), spec) else None
+    try:
+        job_id = job_manager().submit(session_id(), spec, continue_from=continue_from, step=step)
+    except JobError as exc:
+        _flash(str(exc))
+        return
+    if continue_from is None:
+        st.session_state[live.PROGRESS_KEY] = RunProgress()
+    st.session_state[live.JOB_KEY] = job_id
+
+
+def _job_call(method: str, **kwargs: Any) -> None:
+    job = live.current_job()
+    if job is None:
+        return
+    try:
+        getattr(job_manager(), method)(session_id(), job.job_id, **kwargs)
+    except JobError as exc:
+        _flash(str(exc))
+
+
+def on_train() -> None:
+    """Train: resume a paused job, else continue the current model, else start a new one."""
+    job = live.current_job()
+    if job is not None and job.state == "paused":
+        _job_call("resume")
+    elif job is None or not job.active:
+        _start(step=False)
+
+
+def on_pause() -> None:
+    """Pause: stop after the current batch, keeping weights and optimizer state."""
+    _job_call("pause")
+
+
+def on_step() -> None:
+    """Step: one epoch, then pause (starting or continuing a model when none is training)."""
+    job = live.current_job()
+    if job is not None and job.active:
+        _job_call("step")
+    else:
+        _start(step=True)
+
+
+def on_reset() -> None:
+    """Reset: throw the model away; the next Train starts from new weights."""
+    job = live.current_job()
+    if job is not None and job.active:
+        _job_call("stop", discard=True)
+    st.session_state[live.PROGRESS_KEY] = RunProgress()
+    st.session_state[live.JOB_KEY] = None
+    st.session_state[RUN_SPEC_KEY] = None
+    set_current_run(None)
+
+
+def on_stop() -> None:
+    """Stop: end the job now; the model so far is evaluated and saved."""
+    _job_call("stop")
+
+
+def on_final(job: JobInfo) -> None:
+    """A job just ended: make its run the session's current model, then redraw the page."""
+    st.session_state[live.SEEN_FINAL_KEY] = job.job_id
+    if job.state == "done" and job.run_id:
+        set_current_run(job.run_id)
+        st.session_state[RUN_SPEC_KEY] = job.spec
+    st.rerun()
+
+
+# ----------------------------------------------------------------- views
+
+
+def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None) -> None:
+    """The five buttons, each enabled only when it can act."""
+    state = job.state if job is not None else None
+    active = job is not None and job.active
+    blocked = problems[0].message if problems else ""
+    progress = live.progress()
+    columns = st.columns(5)
+    columns[0].button("Train", key="pg_train", type="primary", on_click=on_train, width="stretch",
+                      disabled=bool(blocked) or (active and state != "paused"),
+                      help=blocked or "Start training; after a pause or a finished run, continue the same model.")
+    columns[1].button("Pause", key="pg_pause", on_click=on_pause, width="stretch",
+                      disabled=state not in ("starting", "running"), help="Pause after the current batch.")
+    columns[2].button("Step", key="pg_step", on_click=on_step, width="stretch",
+                      disabled=(bool(blocked) and not active) or state == "stopping",
+                      help="Train one epoch, then pause.")
+    columns[3].button("Reset", key="pg_reset", on_click=on_reset, width="stretch",
+                      disabled=not active and not progress.epoch_rows and not st.session_state.get("pg_run_id"),
+                      help="Throw the model away; the next Train starts from new weights.")
+    columns[4].button("Stop", key="pg_stop", on_click=on_stop, width="stretch",
+                      disabled=not active or state == "stopping", help="End training now and keep the model so far.")
+    if blocked:
+        st.error(f"Train is disabled: {blocked}", icon=":material/block:")
+    elif not active and st.session_state.get("pg_run_id") and not same_model(st.session_state.get(RUN_SPEC_KEY), spec):
+        st.caption("The settings changed the network or its data, so Train starts a new model; the last one stays saved.")
+
+
+def layer_table_view(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None, num_classes: int | None, classroom: bool) -> None:
+    """The untrained network's layers: output shape and parameters, following the sliders."""
+    st.subheader("Network")
+    if input_shape is None or num_classes is None:
+        st.caption("The layer table appears once the dataset can be read.")
+        return
+    try:
+        key_spec = architecture_key(spec)
+        rows = layer_rows(key_spec.spec_id(), key_spec, tuple(input_shape), int(num_classes))
+    except (ValueError, RuntimeError) as exc:
+        st.caption(f"This network cannot be built: {exc}")
+        return
+    table = [{
+        "layer": row["name"],
+        "output": " × ".join(str(d) for d in row["output_shape"]),
+        "params": row["params"],
+        **({} if classroom else {"RF": "" if row["receptive_field"] is None else str(row["receptive_field"])}),
+    } for row in rows]
+    total = sum(row["params"] for row in rows)
+    st.caption(f"Input {' × '.join(map(str, input_shape))} · {num_classes} classes · {total:,} parameters")
+    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560))
+
+
+def dataset_notice(spec: ExperimentSpec, job: JobInfo | None, data_error: str) -> None:
+    """One clear message when the chosen dataset is not here, with a one-click switch to a built-in one."""
+    name = spec.data.dataset
+    message = ""
+    if job is not None and job.state == "failed" and job.dataset_error and job.spec.data.dataset == name:
+        message = job.message
+    elif data_error:
+        message = data_error
+    elif spec_module.is_named_dataset(name) and name not in BUILT_IN:
+        status = dataset_status().get(name)
+        if status is not None and not status.available_locally:
+            message = (f"{status.title} is not on this server yet, so Train will try to download it (this needs "
+                       f"the internet). {status.where}")
+    if not message:
+        return
+    with st.container(border=True):
+        st.warning(message, icon=":material/cloud_off:")
+        columns = st.columns(len(BUILT_IN) + 1)
+        for column, built_in in zip(columns, BUILT_IN):
+            column.button(f"Use {spec_module.DATASETS[built_in]}", key=f"pg_switch_{built_in}",
+                          on_click=controls.switch_dataset, args=(built_in,))
+
+
+def copy_link(spec: ExperimentSpec, classroom: bool) -> None:
+    """The page's full link in a code box (with a copy button)."""
+    from urllib.parse import urlencode
+
+    base = st.context.url or ""
+    with st.popover("Copy link", icon=":material/link:"):
+        st.caption("This link reproduces the whole configuration, seed included.")
+        st.code(f"{base}?{urlencode(url_params(spec, classroom=classroom))}", language=None, wrap_lines=True)
+
+
+def other_pages() -> None:
+    """Links to the other pages that exist on disk."""
+    pages = [p for p in home.page_files() if p.name != "1_Playground.py"]
+    if not pages:
+        return
+    st.markdown("**Look closer at this model:**")
+    columns = st.columns(min(len(pages), 4))
+    for i, page in enumerate(pages):
+        columns[i % len(columns)].page_link(f"pages/{page.name}", label=home.page_title(page),
+                                            icon=":material/arrow_forward:")
+
+
+def _init_from_url() -> None:
+    settings = get_settings()
+    url = read_url(st.query_params.to_dict(), uploads_dir=settings.uploads_dir)
+    controls.init_state(url.spec, url.classroom)
+    st.session_state[URL_MESSAGES_KEY] = list(url.messages)
+    st.session_state[INIT_KEY] = True
+
+
+def render() -> None:
+    """Draw the Playground page."""
+    owner = session_id()
+    job_manager().heartbeat(owner)
+    params = st.query_params.to_dict()
+    # A new link (first visit, or a link from another page) sets the configuration;
+    # arriving with no parameters keeps the session's.
+    is_new_link = any(name in params for name in spec_module.field_names()) and params != st.session_state.get(URL_WRITTEN_KEY)
+    if INIT_KEY not in st.session_state or is_new_link:
+        _init_from_url()
+    classroom = st.session_state[controls.CLASSROOM_KEY]
+    spec, slots, problems = controls.sidebar_ui(classroom)
+    wanted = url_params(spec, classroom=classroom)
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+    st.session_state[URL_WRITTEN_KEY] = wanted
+
+    title, link = st.columns([5, 1], vertical_alignment="bottom")
+    title.title("CNN Playground")
+    with link:
+        copy_link(spec, classroom)
+    st.caption("Move the sliders, press Train, and watch a real convolutional network learn on this machine.")
+    messages = st.session_state.get(URL_MESSAGES_KEY) or []
+    if messages:
+        st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {m}" for m in messages),
+                   icon=":material/link_off:")
+    if FLASH_KEY in st.session_state:
+        st.error(st.session_state.pop(FLASH_KEY), icon=":material/error:")
+
+    job = live.sync()
+    input_shape, num_classes, data_error = data_shape(spec)
+    problems = problems + spec_module.check(spec, input_shape)
+    unplaced = slots.show(problems)
+    for problem in unplaced:
+        st.error(problem.message, icon=":material/error:")
+    dataset_notice(spec, job, data_error)
+    transport(spec, problems, job)
+
+    main, side = st.columns([3, 2], gap="medium")
+    with main:
+        live.live_panel(job is not None and job.state not in FINAL_STATES, on_final)
+        if job is not None and job.state == "done":
+            live.result_panel(job)
+            other_pages()
+    with side:
+        layer_table_view(spec, input_shape, num_classes, classroom)

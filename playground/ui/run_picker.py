@@ -1,0 +1,43 @@
+"""Pick a saved run: the session's latest first, then every other saved run, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from playground.ui.session import current_run_id
+
+
+def run_label(record: Any, mine: str | None = None) -> str:
+    """One line naming a run, e.g. "My run · shapes · test acc 93.1% · 2025-01-02 10:00"."""
+    accuracy = record.metrics.get("test_accuracy")
+    parts = [record.name or record.run_id]
+    parts.append(str(record.spec.data.dataset).rsplit("/", 1)[-1])
+    if accuracy is not None:
+        parts.append(f"test acc {accuracy:.1%}")
+    parts.append(str(record.created)[:16].replace("T", " "))
+    label = " · ".join(parts)
+    return f"{label} (this session's latest)" if record.run_id == mine else label
+
+
+def pick_run(key: str, label: str = "Run") -> Any | None:
+    """A select box of saved runs; returns the chosen RunRecord, or None when there are none.
+
+    Args:
+        key: the widget key (unique on the page).
+        label: the select box label.
+    """
+    from playground.runs import RunStore
+
+    records = [r for r in RunStore().list_runs() if not r.damaged]
+    if not records:
+        st.info("No saved runs yet: train one on the Playground first.")
+        return None
+    mine = current_run_id()
+    records.sort(key=lambda r: r.created, reverse=True)
+    records.sort(key=lambda r: r.run_id != mine)  # stable: the session's latest first, then newest first
+    by_id = {r.run_id: r for r in records}
+    chosen = st.selectbox(label, list(by_id), format_func=lambda run_id: run_label(by_id[run_id], mine), key=key)
+    return by_id.get(chosen)
+

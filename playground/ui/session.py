@@ -1,0 +1,110 @@
+"""Who this browser session is, its jobs, and the run it trained last.
+
+Pages use `session_id()` as the owner of jobs and runs, `current_run_id()` /
+`current_run()` / `current_model()` for the session's latest trained model,
+and `job_manager()` for background training.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from playground.jobs import JobManager, get_manager
+
+_OWNER_KEY = "pg_owner"
+_RUN_KEY = "pg_run_id"
+_MODEL_KEY = "pg_model"
+
+
+def session_id() -> str:
+    """A stable, unguessable id of this browser session (the owner of its jobs and runs)."""
+    if _OWNER_KEY not in st.session_state:
+        ctx = get_script_run_ctx()
+        # Streamlit's own session id lets the job manager ask whether the session is
+        # still connected; outside a server (AppTest) every run gets a fresh id.
+        st.session_state[_OWNER_KEY] = ctx.session_id if ctx is not None and runtime.exists() else uuid.uuid4().hex
+    return st.session_state[_OWNER_KEY]
+
+
+def _is_connected(owner: str) -> bool | None:
+    # Thread-safe in Streamlit; None when there is no server (tests).
+    if not runtime.exists():
+        return None
+    return runtime.get_instance().is_active_session(owner)
+
+
+def job_manager() -> JobManager:
+    """The server's JobManager, told how to see whether a session is still connected."""
+    manager = get_manager()
+    manager.set_liveness(_is_connected)
+    return manager
+
+
+def heartbeat() -> None:
+    """Tell the job manager this session is still here (starting the manager if needed)."""
+    job_manager().heartbeat(session_id())
+
+
+def touch() -> None:
+    """Heartbeat only when the job manager already runs (cheap; for every page of the app)."""
+    from playground import jobs
+
+    manager = jobs.running_manager()
+    if manager is not None:
+        manager.heartbeat(session_id())
+
+
+def set_current_run(run_id: str | None) -> None:
+    """Remember `run_id` as the session's current model (None forgets it)."""
+    st.session_state[_RUN_KEY] = run_id
+    st.session_state.pop(_MODEL_KEY, None)
+
+
+def current_run_id() -> str | None:
+    """The run this session trained last: the Playground's current model, else its newest saved run."""
+    run_id = st.session_state.get(_RUN_KEY)
+    if run_id:
+        return run_id
+    if _RUN_KEY in st.session_state:
+        return None  # reset on purpose
+    from playground.runs import RunStore
+
+    mine = [r for r in RunStore().list_runs(owner=session_id()) if not r.damaged]  # newest first
+    return mine[0].run_id if mine else None
+
+
+def current_run() -> Any | None:
+    """The RunRecord of `current_run_id()`, or None (no run, or its folder is gone)."""
+    run_id = current_run_id()
+    if not run_id:
+        return None
+    from playground.runs import RunStore
+
+    try:
+        record = RunStore().load(run_id)
+    except Exception:
+        return None
+    return None if record.damaged else record
+
+
+def current_model() -> Any | None:
+    """The Keras model of the current run, loaded from its folder once per session."""
+    run_id = current_run_id()
+    if not run_id:
+        return None
+    cached = st.session_state.get(_MODEL_KEY)
+    if cached is not None and cached[0] == run_id:
+        return cached[1]
+    from playground.runs import RunStore
+
+    try:
+        model = RunStore().load_model(run_id)
+    except Exception:
+        return None
+    st.session_state[_MODEL_KEY] = (run_id, model)
+    return model

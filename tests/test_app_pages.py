@@ -1,0 +1,186 @@
+"""AppTest of the home page and the Playground, driven through their widgets, plus URL validation.
+
+AppTest cannot run a fragment's timer, so the training test reruns the page
+in a loop until the run has finished, as the browser's timer would.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from playground.runs import RunStore
+from playground.spec import DATASETS, ExperimentSpec
+from playground.ui.url_state import read_url, safe_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYGROUND = "pages/1_Playground.py"
+FIRST_RUN_TIMEOUT = 180  # the first run imports TensorFlow to build the layer table
+TRAIN_TIMEOUT = 240
+
+
+def app(page: str | None = None, **params: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=FIRST_RUN_TIMEOUT)
+    if page:
+        at.switch_page(page)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def run_until(at: AppTest, done, timeout: float = TRAIN_TIMEOUT) -> AppTest:
+    """Rerun the page (as the live fragment's timer does) until `done(at)` or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.3)
+    raise AssertionError(f"Timed out; the page says: {texts(at.markdown)}")
+
+
+def metric(at: AppTest, label: str) -> str | None:
+    return next((m.value for m in at.metric if m.label == label), None)
+
+
+def test_home_page_lists_datasets_and_pages():
+    at = app()
+    assert not at.exception
+    assert at.title[0].value == "CNN Playground"
+    table = at.dataframe[0].value
+    assert set(table["name in links"]) == set(DATASETS)
+    shapes = table[table["name in links"] == "shapes"].iloc[0]
+    assert shapes["here"] == "yes"
+    assert "Quick start" in texts(at.subheader)
+
+
+def test_playground_page_shows_controls_layer_table_and_url():
+    at = app(PLAYGROUND, dataset="shapes")
+    assert not at.exception
+    assert [b.label for b in at.button if b.key and b.key in ("pg_train", "pg_pause", "pg_step", "pg_reset", "pg_stop")] == [
+        "Train", "Pause", "Step", "Reset", "Stop"]
+    assert not at.button(key="pg_train").disabled and at.button(key="pg_pause").disabled
+    layers = at.dataframe[0].value
+    assert "block1_conv1" in list(layers["layer"]) and layers["params"].sum() > 0
+    # The whole spec is in the URL, and reading it back gives the same spec.
+    assert ExperimentSpec.from_query_params(dict(at.query_params)) == ExperimentSpec().with_values(dataset="shapes")
+
+
+def test_sliders_move_the_layer_table_and_presets_fill_the_controls():
+    at = app(PLAYGROUND, dataset="shapes")
+    at.slider(key="pg_conv_blocks").set_value(3).run()
+    assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(3)] == [32, 64, 128]  # doubled
+    assert "block3_conv1" in list(at.dataframe[0].value["layer"])
+    at.select_slider(key="pg_filters_0").set_value(8).run()
+    row = at.dataframe[0].value.set_index("layer").loc["block1_conv1"]
+    assert row["output"] == "28 × 28 × 8" and row["params"] == 3 * 3 * 1 * 8  # no bias: batch norm follows
+
+    at.selectbox(key="pg_preset").select("lenet5").run()
+    assert at.slider(key="pg_kernel_size").value == 5
+    assert at.selectbox(key="pg_padding").value == "valid"
+    assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(2)] == [6, 16]
+    assert at.selectbox(key="pg_dataset").value == "shapes"  # a preset keeps the data
+    assert at.query_params["preset"] == "lenet5" and at.query_params["kernel_size"] == "5"
+
+
+def test_impossible_settings_are_explained_and_train_is_disabled():
+    at = app(PLAYGROUND, dataset="digits", padding="valid", kernel_size="7", conv_blocks="2")
+    assert not at.exception
+    errors = texts(at.error)
+    assert "does not fit" in errors and "Train is disabled" in errors
+    assert at.button(key="pg_train").disabled
+    at.selectbox(key="pg_padding").select("same").run()
+    assert not at.button(key="pg_train").disabled
+
+
+def test_bad_url_values_give_one_message_and_defaults(tmp_path):
+    # A named pipe: reading it would block this test forever, so passing proves it is never read.
+    secret = tmp_path / "secret.npz"
+    os.mkfifo(secret)
+    at = app(PLAYGROUND, dataset=str(secret), filters="100000", learning_rate="banana", epochs="3")
+    assert not at.exception
+    assert len(at.warning) == 1
+    message = at.warning[0].value
+    assert "could not be used" in message and str(secret) in message
+    assert "filters=100000" in message and "learning_rate='banana'" in message
+    assert at.query_params["dataset"] == "fashion_mnist" and at.query_params["filters"] == "32,64"
+    assert at.query_params["epochs"] == "3"  # the good values of the link are kept
+
+    at = app(PLAYGROUND, dataset="../../etc/passwd")
+    assert "'../../etc/passwd'" in at.warning[0].value and at.query_params["dataset"] == "fashion_mnist"
+
+
+def test_url_datasets_are_limited_to_names_and_uploads(tmp_path):
+    uploads = tmp_path / "uploads"
+    (uploads / "mine").mkdir(parents=True)
+    (uploads / "pets.npz").write_bytes(b"")
+    outside = tmp_path / "outside.npz"
+    outside.write_bytes(b"")
+    assert safe_dataset("mnist", uploads) == "mnist"
+    assert safe_dataset("pets.npz", uploads) == str((uploads / "pets.npz").resolve())
+    assert safe_dataset(str(uploads / "mine"), uploads) == str((uploads / "mine").resolve())
+    for bad in ("../outside.npz", str(outside), "/etc/passwd", "mine/../../outside.npz", "", ".", "x\x00.npz"):
+        assert safe_dataset(bad, uploads) is None, bad
+    state = read_url({"dataset": "../outside.npz", "conv_blocks": "3", "filters": "4,8", "classroom": "1"}, uploads_dir=uploads)
+    assert state.spec.data.dataset == "fashion_mnist" and state.spec.arch.filters == (4, 8, 16) and state.classroom
+    assert len(state.messages) == 2
+
+
+def test_classroom_mode_hides_advanced_controls_but_keeps_their_values():
+    at = app(PLAYGROUND, dataset="shapes", convs_per_block="2", classroom="1")
+    keys = {w.key for w in at.slider} | {w.key for w in at.selectbox} | {w.key for w in at.toggle}
+    assert "pg_conv_blocks" in keys and "pg_convs_per_block" not in keys and "pg_residual" not in keys
+    at.slider(key="pg_kernel_size").set_value(5).run()
+    assert at.query_params["convs_per_block"] == "2" and at.query_params["classroom"] == "1"
+
+
+def test_a_dataset_that_is_not_here_offers_a_built_in_one():
+    at = app(PLAYGROUND, dataset="cifar10")
+    assert "not on this server yet" in texts(at.warning)
+    at.button(key="pg_switch_shapes").click().run()
+    assert at.selectbox(key="pg_dataset").value == "shapes"
+    assert at.query_params["dataset"] == "shapes" and not texts(at.warning)
+
+
+@pytest.mark.slow  # trains three tiny runs for real in a worker process
+def test_train_through_the_widgets_continue_and_reset():
+    at = app(PLAYGROUND)
+    at.selectbox(key="pg_dataset").select("shapes").run()
+    at.select_slider(key="pg_sample_size").set_value(300)
+    at.select_slider(key="pg_filters_0").set_value(4)
+    at.select_slider(key="pg_filters_1").set_value(8)
+    at.text_input(key="pg_dense_units").input("16")
+    at.select_slider(key="pg_batch_size").set_value(32)
+    at.select_slider(key="pg_epochs").set_value(2).run()
+    assert not at.exception
+
+    at.button(key="pg_train").click().run()
+    assert at.button(key="pg_train").disabled and not at.button(key="pg_stop").disabled
+    run_until(at, lambda a: metric(a, "Test accuracy") is not None)
+    assert metric(at, "Epoch") == "2 / 2"
+    run_id = at.session_state["pg_run_id"]
+    record = RunStore().load(run_id)
+    assert record.owner == at.session_state["pg_owner"] and record.spec.arch.filters == (4, 8)
+
+    # Train again with only a training setting changed: the same model continues.
+    at.select_slider(key="pg_learning_rate").set_value(0.0005).run()
+    at.button(key="pg_train").click().run()
+    run_until(at, lambda a: metric(a, "Test accuracy") is not None and a.session_state["pg_run_id"] != run_id)
+    assert metric(at, "Epoch") == "4 / 4"
+    continued = RunStore().load(at.session_state["pg_run_id"])
+    assert continued.metrics["epochs_completed"] == 4 and len(continued.history["loss"]) == 4
+
+    at.button(key="pg_reset").click().run()
+    assert at.session_state["pg_run_id"] is None and metric(at, "Epoch") == "–"
+    at.button(key="pg_step").click().run()  # Step on a fresh model: one epoch, then pause
+    run_until(at, lambda a: "Paused after epoch 1" in texts(a.markdown))
+    at.button(key="pg_stop").click().run()
+    run_until(at, lambda a: metric(a, "Test accuracy") is not None)
+    assert metric(at, "Epoch") == "1 / 2"
