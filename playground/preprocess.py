@@ -23,6 +23,8 @@ from playground.spec import ExperimentSpec, PreprocessSpec
 
 # Pixel range of the raw images the model receives.
 VALUE_RANGE = (0.0, 255.0)
+# Images per chunk when the "dataset" normaliser reads its statistics.
+_ADAPT_CHUNK = 4096
 
 
 @keras.saving.register_keras_serializable(package="playground")
@@ -169,14 +171,40 @@ def adapt_normalizer(layer: layers.Layer, x_sample: np.ndarray) -> None:
         layer: a `keras.layers.Normalization`.
         x_sample: uint8 or float images (N, H, W, C) in 0..255.
     """
-    x = np.asarray(x_sample, dtype=np.float32)
+    x = np.asarray(x_sample)
     if x.ndim != 4 or x.shape[0] == 0:
         raise ValueError(f"x_sample must be a non-empty batch of images (N, H, W, C). Received: shape={x.shape}")
-    layer.adapt(x)
+    mean, variance = _channel_moments(x)
+    if not layer.built:
+        layer.build((None, *x.shape[1:]))
+    # Keras' own `adapt` sums in float32 (0.5% off on 10k CIFAR-sized images); set the exact values.
+    layer.adapt_mean.assign(mean.astype(np.float32))
+    layer.adapt_variance.assign(variance.astype(np.float32))
+    layer.finalize_state()
 
 
 # Layers of this module that a plan may name next to those of keras.layers.
 CUSTOM_LAYERS = {"RandomPadCrop": RandomPadCrop, "PerImageStandardization": PerImageStandardization}
+
+
+def _channel_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-channel mean and variance of images (N, H, W, C), in float64."""
+    channels = x.shape[-1]
+    if x.dtype == np.uint8:
+        # A 256-bin histogram per channel: fast, and no float copy of the images.
+        hist = np.stack([np.bincount(x[..., c].ravel(), minlength=256) for c in range(channels)]).astype(np.float64)
+        values = np.arange(256.0)
+        count = hist.sum(axis=1)
+        mean = hist @ values / count
+        return mean, (hist * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / count
+    total, squares = np.zeros(channels), np.zeros(channels)
+    for i in range(0, len(x), _ADAPT_CHUNK):
+        chunk = x[i:i + _ADAPT_CHUNK].astype(np.float64)
+        total += chunk.sum(axis=(0, 1, 2))
+        squares += np.square(chunk).sum(axis=(0, 1, 2))
+    count = x.size // channels
+    mean = total / count
+    return mean, np.maximum(squares / count - mean**2, 0.0)
 
 
 def make_layer(cls: str, kwargs: dict) -> layers.Layer:

@@ -74,8 +74,8 @@ def test_preset_builds_and_rows_add_up_to_the_parameter_count(name, shape):
     assert all(r.output_shape == tuple(model.get_layer(r.name).output.shape[1:]) for r in rows)
 
 
-# Training one step traces a TensorFlow graph per model (~1-2 s each), so one shape per preset:
-# the 28x28x1 shape for MNIST-style presets, 32x32x3 for those made for CIFAR.
+# One shape per preset: 28x28x1 for the MNIST-style presets, 32x32x3 for those made for CIFAR.
+# Eager steps: tracing a graph costs 2-5 s of CPU per model; graph-mode training is tested below.
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_trains_one_step_on_tiny_data(name):
     shape = (32, 32, 3) if "cifar" in name or name in ("mini_alexnet", "mini_resnet") else (28, 28, 1)
@@ -85,6 +85,7 @@ def test_preset_trains_one_step_on_tiny_data(name):
     y = rng.integers(0, 10, size=16)
     model = models.build_model(spec, shape, 10, x_sample=x)
     models.compile_model(model, spec, steps_per_epoch=1)
+    model.run_eagerly = True
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     loss = history.history["loss"][0]
@@ -298,8 +299,9 @@ def test_compile_model_picks_the_optimizer(name, cls, extra):
     assert model.steps_per_execution == 4
 
 
-def test_training_with_a_schedule_and_the_loss_from_logits():
-    spec = tiny_spec(optimizer="adamw", schedule="one_cycle", learning_rate=0.01)
+def test_training_in_graph_mode_with_augmentation_a_schedule_and_the_loss_from_logits():
+    spec = tiny_spec(optimizer="adamw", schedule="one_cycle", learning_rate=0.01, crop_padding=1, flip=True,
+                     rotation=10.0, shift=0.1, brightness=0.1, contrast=0.1, normalization="per_image", residual=True)
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(32, 8, 8, 1)).astype(np.uint8)
     y = rng.integers(0, 3, size=32)
