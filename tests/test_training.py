@@ -1,0 +1,202 @@
+"""training.train on the built-in shapes: events, stop, pause, resume, time budget, divergence, determinism.
+
+Every run is real Keras training on a few hundred 28x28 images with a tiny
+network (4 and 8 filters), one or two epochs: a few seconds each.
+"""
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from playground import datasets, training
+from playground.spec import SpecError, preset_spec
+
+
+def small_spec(**changes):
+    """The default preset on shapes, shrunk to train in about a second."""
+    values = dict(sample_size=400, validation_split=0.2, filters="4,8", dense_units="16", batch_size=32, epochs=2)
+    values.update(changes)
+    return preset_spec("default", "shapes").with_values(**values)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return datasets.load_dataset("shapes")
+
+
+def test_events_history_probes_and_result(shapes):
+    events = []
+    result = training.train(small_spec(), shapes, on_progress=events.append, probe_image=shapes.x_test[0])
+
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[1] == "probe"
+    start = events[0]
+    assert start["epochs"] == 2 and start["initial_epoch"] == 0
+    assert start["train_size"] == 320 and start["val_size"] == 80
+    assert start["steps_per_epoch"] == 10 and start["params"] == result.params > 0
+
+    epoch_events = [e for e in events if e["type"] == "epoch"]
+    assert [e["epoch"] for e in epoch_events] == [1, 2]
+    for key in training.HISTORY_KEYS:
+        assert result.history[key] == [e[key] for e in epoch_events]
+    assert all(e["seconds"] > 0 and e["images_per_second"] > 0 for e in epoch_events)
+
+    batches = [e for e in events if e["type"] == "batch"]
+    assert batches[0]["epoch"] == 1 and batches[0]["step"] == 1 and batches[0]["seen"] == 32
+    assert all(1 <= b["step"] <= b["steps"] == 10 and math.isfinite(b["loss"]) for b in batches)
+
+    probes = [e for e in events if e["type"] == "probe"]
+    assert [p["epoch"] for p in probes] == [0, 1, 2]  # before training, then after each epoch
+    for probe in probes:
+        assert {name: m.shape for name, m in probe["maps"].items()} == {
+            "block1_act1": (28, 28, 4), "block2_act1": (14, 14, 8)}
+        assert all(m.dtype == np.float32 for m in probe["maps"].values())
+    assert not np.array_equal(probes[0]["maps"]["block1_act1"], probes[-1]["maps"]["block1_act1"])
+
+    # Every event but the probe arrays is plain JSON.
+    json.dumps([e for e in events if e["type"] != "probe"])
+
+    assert result.stop_reason == "completed" and result.epochs_completed == 2
+    assert result.message.startswith("Trained 2 epochs in ") and "test accuracy" in result.message
+    assert 0.0 <= result.test_accuracy <= 1.0 and math.isfinite(result.test_loss)
+    assert result.test_size == len(shapes.x_test)
+    assert result.images_per_second > 0 and result.train_seconds > 0
+    assert result.initial_first_conv.shape == (3, 3, 1, 4)
+    trained = result.model.get_layer("block1_conv1").kernel.numpy()
+    assert not np.allclose(trained, result.initial_first_conv)  # training moved the filters
+
+
+def test_batch_events_are_throttled(shapes, monkeypatch):
+    monkeypatch.setattr(training, "BATCH_EVENT_INTERVAL", 0.3)
+    times, events = [], []
+
+    def record(event):
+        if event["type"] == "batch":
+            times.append(time.perf_counter())
+        events.append(event)
+
+    # 100 steps of 4 images per epoch: far more steps than 0.3 s windows.
+    training.train(small_spec(batch_size=4, epochs=1, validation_split=0.0), shapes, on_progress=record)
+    gaps = np.diff(times)
+    assert len(times) >= 1 and (gaps >= 0.29).all()
+    assert len(times) < 100
+    epoch = [e for e in events if e["type"] == "epoch"][0]
+    assert epoch["val_loss"] is None and epoch["val_accuracy"] is None  # no validation split
+
+
+def test_should_stop_stops_within_the_epoch(shapes):
+    polls = []
+
+    def should_stop():
+        polls.append(1)
+        return len(polls) >= 3
+
+    result = training.train(small_spec(), shapes, should_stop=should_stop)
+    assert result.stop_reason == "stopped"
+    assert len(polls) == 3  # polled after each batch, stopped after the third
+    assert result.epochs_completed == 0 and result.history["loss"] == []  # a partial epoch is no history
+    assert result.message == f"Stopped after 0 of 2 epochs: test accuracy {result.test_accuracy:.1%}."
+
+
+def test_pause_is_not_training_time_and_resume_continues(shapes):
+    calls = []
+
+    def wait_if_paused(epoch_end):
+        calls.append(epoch_end)
+        if epoch_end:
+            time.sleep(0.5)  # the user pauses after the first epoch, then resumes
+
+    began = time.perf_counter()
+    result = training.train(small_spec(), shapes, wait_if_paused=wait_if_paused)
+    wall = time.perf_counter() - began
+    assert calls.count(False) == 20  # after every batch of both epochs
+    assert calls.count(True) == 1 and calls.index(True) == 10  # at the end of epoch 1 only, not after the last
+    assert result.stop_reason == "completed" and len(result.history["loss"]) == 2
+    assert result.train_seconds < wall - 0.5
+
+
+def test_step_then_continue_gives_the_same_curves_as_one_run(shapes):
+    spec = small_spec()
+    whole = training.train(spec, shapes)
+
+    stepped = {"done": False}
+
+    def wait_if_paused(epoch_end):
+        stepped["done"] = stepped["done"] or epoch_end
+
+    first = training.train(spec, shapes, wait_if_paused=wait_if_paused, should_stop=lambda: stepped["done"])
+    assert first.stop_reason == "stopped" and first.epochs_completed == 1 and len(first.history["loss"]) == 1
+
+    events = []
+    rest = training.train(spec, shapes, model=first.model, initial_epoch=1, on_progress=events.append)
+    assert events[0]["initial_epoch"] == 1 and [e["epoch"] for e in events if e["type"] == "epoch"] == [2]
+    assert rest.epochs_completed == 2
+    assert rest.history == whole.history  # same batches, same optimizer state: the same numbers
+    assert rest.test_loss == whole.test_loss
+    np.testing.assert_array_equal(rest.initial_first_conv, whole.initial_first_conv)
+
+
+def test_same_spec_and_seed_give_identical_runs(shapes):
+    spec = small_spec(dropout=0.5)  # dropout draws must repeat too
+    a = training.train(spec, shapes)
+    b = training.train(spec, shapes)
+    assert a.history == b.history and a.test_loss == b.test_loss
+    c = training.train(spec.with_values(seed=1), shapes)
+    assert c.history != a.history
+
+
+def test_time_budget_stops_at_the_first_batch_past_it(shapes, monkeypatch):
+    monkeypatch.setattr(training, "BATCH_EVENT_INTERVAL", 0.0)  # an event after every batch
+    events = []
+    result = training.train(small_spec(epochs=200, time_budget=1.0), shapes, on_progress=events.append)
+    assert result.stop_reason == "time_budget"
+    assert result.epochs_completed < 200
+    assert result.message.startswith("The time budget of 1 s ran out after ")
+    elapsed = [e["elapsed"] for e in events if e["type"] == "batch"]
+    assert all(t < 1.0 for t in elapsed[:-1])  # no batch ran after the one that crossed the budget
+    assert result.train_seconds >= 1.0
+
+
+def test_divergence_stops_and_restores_finite_weights(shapes):
+    spec = small_spec(optimizer="sgd", learning_rate=10, batch_norm=False, epochs=3)
+    events = []
+    result = training.train(spec, shapes, on_progress=events.append)
+    assert result.stop_reason == "diverged"
+    assert re.fullmatch(
+        r"Training diverged at epoch [1-3] \((loss became NaN|loss became infinite|loss grew to .+)\); "
+        r"the learning rate 10 is probably too high — try 0\.01\.",
+        result.message,
+    ), result.message
+    assert all(np.isfinite(w).all() for w in result.model.get_weights())
+    assert all(math.isfinite(v) for v in result.history["loss"])  # the diverged epoch is not recorded
+    assert len(result.history["loss"]) == result.epochs_completed
+    assert math.isfinite(result.test_loss)
+    if result.epochs_completed == 0:  # back to the initial weights
+        np.testing.assert_array_equal(result.model.get_layer("block1_conv1").kernel.numpy(), result.initial_first_conv)
+
+
+def test_bad_arguments_raise_before_training(shapes):
+    with pytest.raises(ValueError, match=r"probe_image\.shape=\(8, 8, 1\)"):
+        training.train(small_spec(), shapes, probe_image=np.zeros((8, 8, 1), np.uint8))
+    with pytest.raises(ValueError, match="initial_epoch=2"):
+        training.train(small_spec(), shapes, initial_epoch=2)
+    with pytest.raises(SpecError, match="kernel"):
+        training.train(small_spec(kernel_size=11, padding="valid", conv_blocks=3, filters="4,8,8"), shapes)
+
+
+def test_configure_threads_once_per_process():
+    code = (
+        "import os; from playground import training; "
+        "first = training.configure_threads(); second = training.configure_threads(1, 1); "
+        "print(first, second, len(os.sched_getaffinity(0)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cores = int(out.stdout.split()[-1])
+    assert out.stdout.strip() == f"({cores}, {cores}) ({cores}, {cores}) {cores}"
