@@ -1,0 +1,153 @@
+"""`python -m playground ...` end to end in subprocesses: train, predict, code, datasets, presets, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground.spec import PRESETS
+
+SMALL = ["--set", "sample_size=300", "--set", "filters=4,8", "--set", "dense_units=16", "--set", "batch_size=32"]
+
+
+def run_cli(*args, timeout=300):
+    """Run the CLI; returns (exit status, stdout, stderr)."""
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: the CLI's own default applies
+    done = subprocess.run([sys.executable, "-m", "playground", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One real training run on shapes through the CLI, shared by the tests that need a run."""
+    out = tmp_path_factory.mktemp("cli") / "runs"
+    status, stdout, stderr = run_cli("train", "--dataset", "shapes", *SMALL, "--epochs", "2", "--json",
+                                     "--out", str(out), "--name", "cli run")
+    return status, stdout, stderr, out
+
+
+def test_train_prints_epochs_and_ends_with_json(trained_run):
+    status, stdout, stderr, out = trained_run
+    assert status == 0, stderr
+    result = json.loads(stdout.strip().splitlines()[-1])
+    for key in ("test_accuracy", "test_loss", "epochs", "train_seconds", "images_per_second", "params",
+                "run_dir", "stop_reason"):
+        assert key in result
+    assert result["epochs"] == 2 and result["stop_reason"] == "completed"
+    assert 0 <= result["test_accuracy"] <= 1 and result["images_per_second"] > 0 and result["params"] > 0
+    assert os.path.dirname(result["run_dir"]) == str(out)
+    meta = json.loads(open(os.path.join(result["run_dir"], "meta.json")).read())
+    assert meta["name"] == "cli run"
+    epoch_lines = [line for line in stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1", "2"]
+    assert "val_accuracy" in epoch_lines[0] and "img/s" in epoch_lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_predict_each_file_and_survive_bad_ones(trained_run, tmp_path):
+    status, stdout, _, _ = trained_run
+    assert status == 0
+    run_dir = json.loads(stdout.strip().splitlines()[-1])["run_dir"]
+    from playground.datasets import load_dataset
+
+    shapes = load_dataset("shapes")
+    gray = tmp_path / "shape.png"
+    Image.fromarray(shapes.x_test[0][..., 0]).save(gray)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(photo)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    missing = tmp_path / "missing.png"
+
+    status, stdout, stderr = run_cli("predict", "--run", run_dir, str(gray), str(corrupt), str(photo), str(missing))
+    assert status == 1  # some files could not be used
+    assert "Traceback" not in stderr
+    lines = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert [line["file"] for line in lines] == [str(gray), str(corrupt), str(photo), str(missing)]
+    for good in (lines[0], lines[2]):
+        assert set(good) == {"file", "label", "probabilities"}
+        assert list(good["probabilities"]) == list(shapes.class_names)
+        assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert good["label"] == max(good["probabilities"], key=good["probabilities"].get)
+    for bad in (lines[1], lines[3]):
+        assert set(bad) == {"file", "error"} and "\n" not in bad["error"]
+
+    status, stdout, _ = run_cli("predict", "--run", run_dir, str(gray))
+    assert status == 0 and len(stdout.strip().splitlines()) == 1
+
+
+def test_code_from_run_preset_and_spec_file(trained_run, tmp_path):
+    _, stdout, _, _ = trained_run
+    run_dir = json.loads(stdout.strip().splitlines()[-1])["run_dir"]
+    status, code, stderr = run_cli("code", "--run", run_dir)
+    assert status == 0, stderr
+    compile(code, "exported.py", "exec")
+    assert "def build_model" in code and "Conv2D(" in code and "4," in code
+
+    status, code, stderr = run_cli("code", "--preset", "lenet5", "--dataset", "mnist")
+    assert status == 0, stderr
+    compile(code, "lenet.py", "exec")
+    assert "AveragePooling2D" in code
+
+    spec_file = tmp_path / "spec.json"
+    from playground.spec import preset_spec
+
+    spec_file.write_text(preset_spec("mini_resnet", "cifar10").to_json())
+    status, code, stderr = run_cli("code", "--spec", str(spec_file))
+    assert status == 0, stderr
+    assert "Add(" in code and "(32, 32, 3)" in code
+
+
+def test_datasets_and_presets():
+    status, stdout, _ = run_cli("datasets", "--json")
+    assert status == 0
+    rows = {row["name"]: row for row in map(json.loads, stdout.strip().splitlines())}
+    assert set(rows) == {"mnist", "fashion_mnist", "cifar10", "shapes", "digits"}
+    assert rows["shapes"]["available_locally"] and rows["shapes"]["where"] == "built in"
+
+    status, stdout, _ = run_cli("presets")
+    assert status == 0
+    assert [line.split()[0] for line in stdout.strip().splitlines()] == list(PRESETS)
+    assert "LeNet-5" in stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "shapes", "--set", "filters=many"], "'filters' must be a comma-separated list"),
+    (["train", "--dataset", "shapes", "--set", "colour=blue"], "Unknown setting 'colour'"),
+    (["train", "--dataset", "shapes", "--set", "learning_rate=50"], "learning rate must be between"),
+    (["train", "--dataset", "shapes", "--preset", "resnet1000"], "Unknown preset 'resnet1000'"),
+    (["train", "--dataset", "no/such/folder"], "there is no file or folder"),
+    (["train", "--dataset", "shapes", "--epochs", "two"], "invalid int value: 'two'"),
+    (["predict", "--run", "no/such/run", "x.png"], "There is no run folder"),
+    (["code", "--spec", "no-such-spec.json"], "No such file or directory"),
+])
+def test_errors_are_one_line_with_exit_status_2(args, message):
+    status, stdout, stderr = run_cli(*args)
+    assert status == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and message in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_unwritable_runs_folder_keeps_the_results(tmp_path):
+    (tmp_path / "a file").write_text("")
+    status, stdout, stderr = run_cli("train", "--dataset", "shapes", *SMALL, "--epochs", "1", "--json",
+                                     "--out", str(tmp_path / "a file" / "runs"))
+    assert status == 2
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["run_dir"] is None and result["stop_reason"] == "completed"
+    assert stderr.strip().splitlines()[-1].startswith("error: Cannot save the run in ")
+    assert "Traceback" not in stderr
+
+
+def test_importing_the_library_loads_neither_streamlit_nor_tensorflow_for_the_cli():
+    code = ("import sys, playground, playground.cli; "
+            "print('streamlit' in sys.modules, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
