@@ -107,6 +107,21 @@ def test_activations_of_a_saved_run(with_run):
     assert "Grad-CAM" in app.caption[-1].value
 
 
+def test_activations_of_a_run_whose_weights_do_not_fit_its_spec_says_so(run_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from playground.spec import ExperimentSpec
+
+    broken = tmp_path / "broken_runs"
+    shutil.copytree(run_dir, broken)
+    for spec_file in broken.glob("*/spec.json"):  # weights for filters (4, 8), spec now asking for (6, 8)
+        spec_file.write_text(ExperimentSpec.from_json(spec_file.read_text()).with_values(filters="6,8").to_json())
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(broken))
+    app = _page("3_Activations.py")
+    _no_exception(app)
+    assert any("do not fit its spec" in e.value for e in app.error)
+
+
 def test_activations_without_runs_say_the_network_is_untrained():
     app = _page("3_Activations.py", **TINY)
     _no_exception(app)

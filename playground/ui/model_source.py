@@ -127,16 +127,23 @@ def describe(network: Network) -> None:
 
 
 def run_model(record: Any) -> Any:
-    """The trained Keras model of a run, loaded once per session (reloaded when its weights change)."""
-    from playground.runs import RunStore
+    """The trained Keras model of a run, loaded once per session (reloaded when its weights change).
+
+    A run whose weights cannot be loaded is reported and the page stops there.
+    """
+    from playground.runs import RunStore, RunStoreError
 
     weights = record.path / "model.weights.h5"
     stamp = weights.stat().st_mtime if weights.exists() else 0.0
     cached = st.session_state.get(_RUN_MODEL_KEY)
     if cached is not None and cached[:2] == (record.run_id, stamp):
         return cached[2]
-    with st.spinner("Loading the trained model…"), _BUILD_LOCK:
-        model = RunStore().load_model(record.run_id)
+    try:
+        with st.spinner("Loading the trained model…"), _BUILD_LOCK:
+            model = RunStore().load_model(record.run_id)
+    except RunStoreError as exc:
+        st.error(str(exc), icon=":material/broken_image:")
+        st.stop()
     st.session_state[_RUN_MODEL_KEY] = (record.run_id, stamp, model)
     return model
 
