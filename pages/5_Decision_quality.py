@@ -45,7 +45,7 @@ def thumbnails(images: np.ndarray, indices: np.ndarray, captions: list[str], col
 
 def top3_text(probabilities: np.ndarray, names: tuple[str, ...]) -> str:
     classes, values = metrics.top_k(probabilities[None], 3)
-    return "  \n".join(f"{names[c]} {v:.0%}" for c, v in zip(classes[0], values[0]))
+    return "  \n".join(f"{names[c]}: {v:.0%}" for c, v in zip(classes[0], values[0]))
 
 
 st.title("Decision quality")
@@ -186,12 +186,12 @@ with tab_curves:
         st.info("This run has no per-epoch history.")
     else:
         st.plotly_chart(metric_figures.history_figure(history), key="quality_history")
-        val_loss = np.asarray(history.get("val_loss") or [], dtype=np.float64)
-        if len(val_loss) > 1 and np.isfinite(val_loss).any():
-            best = int(np.nanargmin(val_loss)) + 1
-            if best < len(val_loss):
-                st.warning(f"Validation loss was lowest after epoch {best} and rose afterwards while the training loss kept falling: "
-                           "the network has started to memorise its training images (over-fitting). More data, augmentation, "
-                           "dropout or fewer epochs help.")
-            else:
-                st.caption("Validation loss was still falling at the last epoch: no sign of over-fitting yet; more epochs may help.")
+        acc, val_acc = (history.get("accuracy") or [np.nan])[-1], (history.get("val_accuracy") or [np.nan])[-1]
+        since = metrics.overfitting_epoch(history)
+        if since:
+            st.warning(f"Validation loss was lowest after epoch {since} and rose afterwards while the training loss kept falling "
+                       f"(training accuracy {acc:.1%}, validation {val_acc:.1%}): the network has started to memorise its training "
+                       "images (over-fitting). More data, augmentation, dropout or fewer epochs help.")
+        else:
+            st.caption(f"No clear over-fitting: training accuracy {acc:.1%}, validation {val_acc:.1%}. A validation loss that rises "
+                       "while the training loss falls would show it.")

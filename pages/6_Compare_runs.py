@@ -77,6 +77,7 @@ st.dataframe(
         "train seconds": st.column_config.NumberColumn(format="%.1f"),
         "images/s": st.column_config.NumberColumn(format="%.0f"),
         "parameters": st.column_config.NumberColumn(format="localized"),
+        "epochs trained": st.column_config.NumberColumn(format="%d"),
     },
 )
 if len(chosen) >= 2:
@@ -102,7 +103,9 @@ if chosen:
 st.subheader("Ensemble")
 st.caption("Average the output probabilities of several runs of the same task on the test set. Different runs make partly different "
            "mistakes, so the average is often better than every member.")
-members = st.multiselect("Members", list(by_id), default=chosen if len(chosen) >= 2 else [], format_func=label, key="compare_members")
+# Default members: the largest group of chosen runs that classify the same thing.
+group = [r.run_id for r in compare.largest_task_group([by_id[i] for i in chosen])]
+members = st.multiselect("Members", list(by_id), default=group if len(group) >= 2 else [], format_func=label, key="compare_members")
 if st.button("Evaluate the ensemble", key="compare_ensemble", disabled=len(members) < 2):
     try:
         with st.spinner("Predicting the test set with each member (cached per run)..."):
@@ -119,6 +122,9 @@ if saved and saved[0] == tuple(members):
         st.plotly_chart(metric_figures.ensemble_figure(result.names, result.member_accuracy, result.accuracy), key="compare_ensemble_chart")
     with right:
         st.metric("Ensemble test accuracy", f"{result.accuracy:.2%}", delta=f"{result.gain * 100:+.2f} points vs best member")
+        st.caption(f"Every model is scored on the same test images, those of {result.names[0]!r}."
+                   + (f" {', '.join(map(repr, result.other_data))} drew other shapes (seed or noise), so its accuracy here differs "
+                      "from the one saved with it." if result.other_data else ""))
         st.dataframe(
             {"model": [*result.names, "ensemble"], "test accuracy": [*result.member_accuracy, result.accuracy],
              "test loss": [*result.member_loss, result.loss]},

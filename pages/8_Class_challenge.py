@@ -23,6 +23,8 @@ REFRESH_SECONDS = 3  # how often the leaderboard re-reads the shared file
 FLASH_KEY = "challenge_flash"
 
 st.title("Class challenge")
+st.caption("The teacher sets a target; everyone trains on the Playground and may put their best run on the board. "
+           "The board updates live for the whole class.")
 
 board = ChallengeBoard()
 me = session_id()
@@ -37,7 +39,7 @@ if FLASH_KEY in st.session_state:
     (st.success if kind == "ok" else st.error)(text)
 
 if target:
-    st.markdown(f"### 🎯 Target: {target.describe()}")
+    st.markdown(f"### :material/flag: Target: {target.describe()}")
     if target.note:
         st.write(target.note)
 else:
@@ -63,7 +65,7 @@ def leaderboard() -> None:
             "test accuracy": e.accuracy,
             "parameters": e.params,
             "train seconds": e.train_seconds,
-            "meets target": "✅" if e.meets_target else "—",
+            "meets target": e.meets_target,
             "spec": e.playground_link,
         }
         for i, e in enumerate(entries, start=1)
@@ -75,6 +77,7 @@ def leaderboard() -> None:
             "test accuracy": st.column_config.NumberColumn(format="%.4f"),
             "parameters": st.column_config.NumberColumn(format="localized"),
             "train seconds": st.column_config.NumberColumn(format="%.1f"),
+            "meets target": st.column_config.CheckboxColumn(),
             "spec": st.column_config.LinkColumn("spec", display_text="open in Playground",
                                                 help="The run's settings as a Playground link: train it yourself."),
         },
@@ -144,6 +147,8 @@ with st.expander("Teacher: set the challenge", expanded=target is None):
                 st.rerun()
             except ChallengeError as exc:
                 st.error(str(exc))
+    st.divider()
+    st.markdown("**Clear the board** (for a new lesson or a new target)")
     clear_code = st.text_input("Teacher code", type="password", key="challenge_clear_code") if board.code_required() else ""
     confirm = st.checkbox("Yes, remove every submission", key="challenge_clear_confirm")
     if st.button("Clear the leaderboard", key="challenge_clear", disabled=not confirm):

@@ -14,12 +14,14 @@ from typing import Any, Sequence
 
 from playground.spec import ExperimentSpec, field_names, get_value
 
-# Fields that say nothing about the experiment's design: never shown as "what differs".
-_NOT_DESIGN = {"preset"}
+# Fields that already have a column of their own in `run_row`.
+_OWN_COLUMNS = {"preset", "dataset"}
 
 
 def differing_fields(specs: Sequence[ExperimentSpec]) -> list[str]:
     """Flat field names (the URL keys) whose values are not all equal across `specs`, in spec order.
+
+    "dataset" and "preset" are left out: every row shows them anyway.
 
     Args:
         specs: two or more specs; fewer give [].
@@ -28,7 +30,7 @@ def differing_fields(specs: Sequence[ExperimentSpec]) -> list[str]:
         return []
     return [
         name for name in field_names()
-        if name not in _NOT_DESIGN and len({_shown(get_value(s, name)) for s in specs}) > 1
+        if name not in _OWN_COLUMNS and len({_shown(get_value(s, name)) for s in specs}) > 1
     ]
 
 
@@ -57,24 +59,37 @@ def run_row(record: Any, fields: Sequence[str] = ()) -> dict[str, Any]:
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     spec = record.spec
+    params = number("params")
     row: dict[str, Any] = {
         "name": record.name or record.run_id,
         "dataset": record.dataset or (spec.data.dataset if spec else ""),
         "preset": spec.preset if spec else "",
+        "test accuracy": number("test_accuracy"),
+        "parameters": int(params) if params is not None else None,
+        "train seconds": number("train_seconds"),
+        "images/s": number("images_per_second"),
+        "epochs trained": number("epochs_completed"),
     }
     for name in fields:
         row[name] = _shown(get_value(spec, name)) if spec else ""
-    params = number("params")
-    row.update({
-        "parameters": int(params) if params is not None else None,
-        "epochs": int(number("epochs_completed") or 0) if spec else None,
-        "train seconds": number("train_seconds"),
-        "images/s": number("images_per_second"),
-        "test accuracy": number("test_accuracy"),
-        "created": record.created.replace("T", " ")[:16],
-        "status": f"damaged: {record.damaged}" if record.damaged else (m.get("stop_reason") or "ok"),
-    })
+    row["created"] = record.created.replace("T", " ")[:16]
+    row["status"] = f"damaged: {record.damaged}" if record.damaged else (m.get("stop_reason") or "ok")
     return row
+
+
+def task_key(record: Any) -> tuple:
+    """What a run classifies: (dataset, class names, input shape). Runs with equal keys can form an ensemble."""
+    dataset = record.spec.data.dataset if record.spec is not None else record.dataset
+    return (dataset, tuple(record.class_names), tuple(record.input_shape or ()))
+
+
+def largest_task_group(records: Sequence[Any]) -> list[Any]:
+    """The biggest group of `records` with one task (ties: the group of the earliest record), in the given order."""
+    keys = [task_key(r) for r in records]
+    if not keys:
+        return []
+    best = max(keys, key=lambda k: (keys.count(k), -keys.index(k)))
+    return [r for r, k in zip(records, keys) if k == best]
 
 
 def may_manage(record: Any, session_id: str, *, protected: bool) -> bool:

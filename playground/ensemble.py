@@ -10,7 +10,7 @@ refused with one sentence saying what differs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,11 +32,29 @@ class EnsembleResult:
     accuracy: float  # test accuracy of the averaged probabilities
     loss: float  # test cross-entropy of the averaged probabilities
     probabilities: np.ndarray  # float32 (N, C) averaged probabilities
+    other_data: tuple[str, ...] = ()  # members whose own test images differ from the ones scored here
 
     @property
     def gain(self) -> float:
         """Ensemble accuracy minus the best member's (positive: the ensemble helps)."""
         return self.accuracy - max(self.member_accuracy)
+
+
+def other_test_images(records: Sequence[Any]) -> tuple[str, ...]:
+    """Names of members whose own test set differs from the first member's.
+
+    Only the built-in "shapes" images depend on the spec (its noise and seed
+    draw them); every other dataset has one fixed test set. Such members are
+    scored on the first member's images, so their accuracy there can differ
+    from the one saved with the run.
+    """
+    first = records[0].spec
+    if first.data.dataset != "shapes":
+        return ()
+    return tuple(
+        r.name for r in records[1:]
+        if (r.spec.data.shapes_noise, r.spec.seed) != (first.data.shapes_noise, first.seed)
+    )
 
 
 def check_members(records: Sequence[Any]) -> None:
@@ -104,7 +122,9 @@ def evaluate_ensemble(records: Sequence[Any], *, dataset: Any = None, store: Any
         store: the RunStore that loads models (default: a new RunStore()).
 
     Returns:
-        The EnsembleResult; every member is scored on the same test images.
+        The EnsembleResult; every member is scored on the same test images
+        (the first member's), and `other_data` names members trained on
+        differently drawn data.
     """
     from playground.evaluation import evaluate_run
 
@@ -114,4 +134,5 @@ def evaluate_ensemble(records: Sequence[Any], *, dataset: Any = None, store: Any
 
         dataset = load_for_spec(records[0].spec)
     evaluations = [evaluate_run(r, dataset, store=store) for r in records]
-    return combine([r.name for r in records], [e.probabilities for e in evaluations], evaluations[0].y_true)
+    result = combine([r.name for r in records], [e.probabilities for e in evaluations], evaluations[0].y_true)
+    return replace(result, other_data=other_test_images(records))

@@ -64,7 +64,8 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
     fig.add_trace(go.Scatter(
         x=[names[p] for p in p_idx], y=[names[t] for t in t_idx], mode="markers",
         marker=dict(size=max(10, 300 // max(c, 1)), symbol="square", opacity=0.01, color="black"),
-        customdata=np.stack([t_idx, p_idx], axis=1), hovertext=[hover[t][p] for t, p in zip(t_idx, p_idx)],
+        # Plain lists: NumPy arrays would travel as typed arrays, which selection events do not decode.
+        customdata=np.stack([t_idx, p_idx], axis=1).tolist(), hovertext=[hover[t][p] for t, p in zip(t_idx, p_idx)],
         hoverinfo="text", showlegend=False, name="cells",
     ))
     fig.update_layout(
@@ -82,7 +83,7 @@ def class_scores_figure(scores: ClassScores, class_names: Sequence[str], *, heig
     for label, values, color in (("precision", scores.precision, "#1f77b4"), ("recall", scores.recall, "#ff7f0e"), ("F1", scores.f1, "#2ca02c")):
         fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=color,
                              hovertemplate=f"%{{x}}<br>{label} %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.02], title="score"), height=height,
+    fig.update_layout(barmode="group", xaxis=dict(type="category"), yaxis=dict(range=[0, 1.02], title="score"), height=height,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
     return fig
 
@@ -119,7 +120,7 @@ def reliability_figure(cal: Calibration, *, height: int = 300) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(
         x=centers[filled], y=cal.accuracy[filled], width=width * 0.95, name="accuracy", marker_color="#1f77b4",
-        customdata=np.stack([cal.confidence[filled], cal.count[filled]], axis=1),
+        customdata=np.stack([cal.confidence[filled], cal.count[filled]], axis=1).tolist(),
         hovertemplate="bin %{x:.2f}<br>accuracy %{y:.3f}<br>mean confidence %{customdata[0]:.3f}<br>%{customdata[1]} images<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
@@ -171,7 +172,8 @@ def projection_figure(
             x=points[mask, 0], y=points[mask, 1], mode="markers", name=str(name), legendgroup=str(name),
             marker=dict(color=_color(c), size=np.where(wrong, 9, 6), symbol=np.where(wrong, "x", "circle"),
                         line=dict(width=0)),
-            customdata=np.stack([np.asarray(indices)[mask], names[np.asarray(y_true)[mask]], names[np.asarray(y_pred)[mask]]], axis=1),
+            customdata=np.stack([np.asarray(indices)[mask], names[np.asarray(y_true)[mask]], names[np.asarray(y_pred)[mask]]], axis=1).tolist(),
+            selected=dict(marker=dict(size=14, opacity=1.0)), unselected=dict(marker=dict(opacity=0.35)),
             hovertemplate="image #%{customdata[0]}<br>true %{customdata[1]}<br>predicted %{customdata[2]}<extra></extra>",
         ))
     fig.update_layout(
@@ -230,7 +232,8 @@ def overlay_figure(histories: Mapping[str, Mapping[str, Sequence[float]]], *, he
                     line=dict(color=_color(i), dash=dash), marker=dict(size=5),
                     hovertemplate=f"{label}<br>epoch %{{x}}<br>{part} {metric} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    longest = max((len(h.get("loss") or []) for h in histories.values()), default=0)
+    fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 20 else None)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=-0.22, title="solid: validation, dotted: training  "))
     return fig

@@ -190,6 +190,29 @@ def cell_indices(y_true: np.ndarray, y_pred: np.ndarray, true_class: int, pred_c
     return np.flatnonzero((y_true == true_class) & (y_pred == pred_class)).astype(np.int64)
 
 
+def overfitting_epoch(history: dict, tolerance: float = 0.05) -> int | None:
+    """The epoch after which a run started to over-fit, or None.
+
+    Over-fitting here means: the last validation loss is more than `tolerance`
+    (relative) above its minimum, while the training loss still fell after
+    that minimum. Noise of a few percent is not called over-fitting.
+
+    Args:
+        history: per-epoch lists with "loss" and "val_loss" (NaN = missing).
+        tolerance: relative rise of the validation loss that counts.
+
+    Returns:
+        The 1-based epoch of the lowest validation loss when the run over-fits after it, else None.
+    """
+    val_loss = np.asarray(history.get("val_loss") or [], dtype=np.float64)
+    train_loss = np.asarray(history.get("loss") or [], dtype=np.float64)
+    if len(val_loss) < 2 or len(train_loss) != len(val_loss) or not np.isfinite(val_loss).any():
+        return None
+    best = int(np.nanargmin(val_loss))
+    rising = val_loss[-1] > (1.0 + tolerance) * val_loss[best] and train_loss[-1] < train_loss[best]
+    return best + 1 if rising else None
+
+
 PROJECTIONS = {"pca": "PCA (linear, fast)", "tsne": "t-SNE (non-linear, keeps neighbours)"}
 
 

@@ -3,7 +3,7 @@
 import math
 from pathlib import Path
 
-from playground.compare import differing_fields, may_manage, run_row
+from playground.compare import differing_fields, largest_task_group, may_manage, run_row, task_key
 from playground.runs import RunRecord
 from playground.spec import ExperimentSpec, preset_spec
 
@@ -24,7 +24,8 @@ def test_differing_fields_names_only_what_changed():
     assert differing_fields([a, b]) == ["filters", "batch_norm"]
     assert differing_fields([a, b, c]) == ["filters", "batch_norm", "learning_rate"]
     assert differing_fields([a, a]) == [] and differing_fields([a]) == []
-    # Presets change many fields; the preset name itself is its own column, not a "difference".
+    # Presets change many fields; the preset and dataset names have columns of their own.
+    assert "dataset" not in differing_fields([a, a.with_values(dataset="digits")])
     assert "preset" not in differing_fields([preset_spec("lenet5"), preset_spec("mini_vgg")])
     assert {"kernel_size", "activation"} <= set(differing_fields([preset_spec("lenet5"), preset_spec("mini_vgg")]))
 
@@ -35,9 +36,19 @@ def test_run_row_columns_and_damaged_rows():
     assert row["filters"] == "8,16" and row["dense_units"] == "none" and row["batch_norm"] == "yes"
     assert (row["name"], row["dataset"], row["preset"], row["parameters"], row["test accuracy"]) == ("run", "shapes", "default", 1234, 0.9)
     assert row["created"] == "2025-01-01 10:20" and row["status"] == "completed"
+    assert list(row)[:8] == ["name", "dataset", "preset", "test accuracy", "parameters", "train seconds", "images/s", "epochs trained"]
     broken = run_row(record(None, name="", metrics={"test_accuracy": math.nan}, damaged="metrics.json is not valid JSON"), ["filters"])
     assert broken["status"] == "damaged: metrics.json is not valid JSON"
     assert broken["test accuracy"] is None and broken["filters"] == "" and broken["name"] == "20250101-000000000-abcd"
+
+
+def test_task_groups_for_ensembles():
+    shapes = [record(ExperimentSpec().with_values(dataset="shapes"), run_id=f"s{i}", class_names=("a", "b"), input_shape=(28, 28, 1)) for i in range(2)]
+    digits = [record(ExperimentSpec().with_values(dataset="digits"), run_id=f"d{i}", class_names=("0", "1"), input_shape=(8, 8, 1)) for i in range(3)]
+    assert [r.run_id for r in largest_task_group([shapes[0], *digits, shapes[1]])] == ["d0", "d1", "d2"]
+    assert [r.run_id for r in largest_task_group([shapes[0], digits[0], shapes[1]])] == ["s0", "s1"]
+    assert largest_task_group([]) == []
+    assert task_key(shapes[0]) == ("shapes", ("a", "b"), (28, 28, 1))
 
 
 def test_may_manage():

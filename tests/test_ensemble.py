@@ -5,25 +5,18 @@ import os
 import numpy as np
 import pytest
 
-from playground import datasets, ensemble, evaluation, training
+from playground import ensemble, evaluation
 from playground.runs import RunStore, RunStoreError
-from playground.spec import ExperimentSpec
-
-TINY = dict(sample_size=200, filters="4,8", dense_units="16", epochs=2, batch_size=32)
-
+from tiny_runs import trained
 
 @pytest.fixture(scope="module")
 def shapes_result():
-    spec = ExperimentSpec().with_values(dataset="shapes", **TINY)
-    data = datasets.load_for_spec(spec)
-    return spec, data, training.train(spec, data)
+    return trained("shapes")
 
 
 @pytest.fixture(scope="module")
 def digits_result():
-    spec = ExperimentSpec().with_values(dataset="digits", **{**TINY, "epochs": 1})
-    data = datasets.load_for_spec(spec)
-    return spec, data, training.train(spec, data)
+    return trained("digits", epochs=1)
 
 
 def test_identical_members_equal_the_single_run(shapes_result):
@@ -35,7 +28,7 @@ def test_identical_members_equal_the_single_run(shapes_result):
     out = ensemble.evaluate_ensemble([a, b], store=store)
     np.testing.assert_allclose(out.probabilities, single.probabilities, atol=1e-6)
     assert out.accuracy == out.member_accuracy[0] == out.member_accuracy[1]
-    assert out.gain == 0.0 and out.names == ("copy A", "copy B")
+    assert out.gain == 0.0 and out.names == ("copy A", "copy B") and out.other_data == ()
     # The evaluation agrees with the test accuracy measured at the end of training.
     assert out.accuracy == pytest.approx(a.metrics["test_accuracy"], abs=1e-6)
     assert out.loss == pytest.approx(a.metrics["test_loss"], rel=1e-3)
@@ -85,6 +78,16 @@ def test_other_class_names_or_shape_are_refused(shapes_result):
     (broken.path / "metrics.json").write_text("{")
     with pytest.raises(ensemble.EnsembleError, match="damaged"):
         ensemble.check_members([a, store.load(broken.run_id)])
+
+
+def test_members_with_other_shapes_are_named(shapes_result):
+    spec, data, result = shapes_result
+    store = RunStore()
+    a = store.save(result, spec, data, name="seed 0")
+    b = store.save(result, spec.with_values(seed=1), data, name="seed 1")
+    c = store.save(result, spec.with_values(shapes_noise=0.5), data, name="noisier")
+    assert ensemble.other_test_images([a, b, c]) == ("seed 1", "noisier")
+    assert ensemble.other_test_images([a, a]) == ()
 
 
 def test_averaging_can_beat_every_member():

@@ -84,6 +84,17 @@ def test_bad_inputs_raise_one_sentence():
         metrics.project_2d(np.zeros((10, 3)), "umap")
 
 
+def test_overfitting_epoch():
+    falling = {"loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.7, 0.6, 0.55]}
+    assert metrics.overfitting_epoch(falling) is None
+    memorising = {"loss": [1.0, 0.6, 0.4, 0.2], "val_loss": [1.0, 0.7, 0.8, 0.9]}
+    assert metrics.overfitting_epoch(memorising) == 2
+    noise = {"loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.7, 0.71, 0.72]}  # +3%: not over-fitting
+    assert metrics.overfitting_epoch(noise) is None
+    assert metrics.overfitting_epoch({"loss": [1.0, 0.5], "val_loss": [float("nan"), float("nan")]}) is None
+    assert metrics.overfitting_epoch({"loss": [1.0]}) is None
+
+
 @pytest.mark.parametrize("method", ["pca", "tsne"])
 def test_projection_separates_clusters(method):
     rng = np.random.default_rng(0)

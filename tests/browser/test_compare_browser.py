@@ -1,0 +1,48 @@
+"""Compare runs in Chromium: two real tiny runs saved into the server's runs folder, overlaid and ensembled."""
+
+import pytest
+from browser_helpers import screenshot, wait_for_app, wait_until
+
+from playground import datasets, training
+from playground.runs import RunStore
+from playground.spec import ExperimentSpec
+
+pytestmark = pytest.mark.browser
+
+TRACE_NAMES = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .map(el => (el.data || []).map(t => t.name))"""
+
+
+@pytest.fixture
+def two_runs(app_server):
+    """Two tiny shapes runs (different learning rates) saved where the server reads runs, as the CLI would."""
+    store = RunStore(app_server.runs_dir)
+    saved = []
+    for name, lr in (("browser run A", 0.001), ("browser run B", 0.003)):
+        spec = ExperimentSpec().with_values(dataset="shapes", sample_size=200, filters="4,8", dense_units="16",
+                                            epochs=2, batch_size=32, learning_rate=lr)
+        data = datasets.load_for_spec(spec)
+        saved.append(store.save(training.train(spec, data), spec, data, name=name))
+    return saved
+
+
+def test_compare_overlays_two_runs_and_ensembles_them(app_server, new_page, two_runs):
+    page = new_page(height=2200)  # Streamlit scrolls inside the page: a tall window shows it all at once
+    page.goto(app_server.url("Compare_runs"))
+    page.get_by_role("heading", name="Compare runs").wait_for(timeout=120_000)
+    wait_for_app(page, 120)
+    # The two newest runs are chosen by default; their curves share one chart.
+    traces = wait_until(
+        lambda: [names for names in page.evaluate(TRACE_NAMES) if {"browser run A", "browser run B"} <= set(names)],
+        60, "The overlay chart never showed both runs.",
+    )
+    # One validation and one training curve per run, for loss and for accuracy.
+    assert traces[0].count("browser run A") == 4 and traces[0].count("browser run B") == 4
+    assert page.get_by_text("learning_rate", exact=True).count() >= 1  # the column of the one field that differs
+
+    page.get_by_role("button", name="Evaluate the ensemble").click()
+    page.get_by_text("Ensemble test accuracy").wait_for(timeout=120_000)
+    wait_for_app(page, 120)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    screenshot(page, "compare_runs")

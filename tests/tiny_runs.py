@@ -1,0 +1,22 @@
+"""Real tiny training runs shared by the decision-quality, ensemble and page tests.
+
+Training is the slow part of those tests (several seconds each on 2 cores),
+so each tiny run is trained once per test process and saved by each test
+into its own runs folder with `RunStore.save`.
+"""
+
+import functools
+
+from playground import datasets, training
+from playground.spec import ExperimentSpec
+
+# 200 shapes images, two small conv blocks, 2 epochs: a few seconds on a CPU.
+TINY = dict(sample_size=200, filters="4,8", dense_units="16", epochs=2, batch_size=32)
+
+
+@functools.cache
+def trained(dataset: str = "shapes", epochs: int = 2):
+    """(spec, dataset, TrainResult) of a tiny run on `dataset`, trained once per process."""
+    spec = ExperimentSpec().with_values(dataset=dataset, **{**TINY, "epochs": epochs})
+    data = datasets.load_for_spec(spec)
+    return spec, data, training.train(spec, data)
