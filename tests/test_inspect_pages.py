@@ -62,6 +62,20 @@ def test_architecture_without_runs_shows_the_untrained_playground_network():
     assert app.get("download_button")
 
 
+def test_architecture_shows_the_spec_being_edited_on_the_playground():
+    from playground import models
+    from playground.spec import ExperimentSpec
+    from playground.ui import controls
+
+    spec = ExperimentSpec().with_values(dataset="shapes", conv_blocks=3, filters="4,8,16", dense_units="32")
+    app = AppTest.from_file(str(PAGES / "2_Architecture.py"), default_timeout=120)
+    app.session_state[controls.SPEC_KEY] = spec  # what the Playground keeps while its sliders move
+    app.run()
+    _no_exception(app)
+    expected = models.build_model(spec, (28, 28, 1), 5).count_params()
+    assert app.metric[1].value == f"{expected:,}"
+
+
 def test_architecture_explainer_follows_padding_stride_and_the_chosen_cell():
     app = _page("2_Architecture.py", **TINY)
     app.slider(key="ce_size").set_value(6)
