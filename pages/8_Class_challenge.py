@@ -102,12 +102,13 @@ else:
         r = by_id[run_id]
         acc, params = r.metrics.get("test_accuracy", float("nan")), int(r.metrics.get("params", 0))
         meets = target is not None and target.is_met(r.spec.data.dataset, acc, params)
-        flags = (" · meets the target" if meets else "") + (" · on the board" if run_id in on_board else "")
-        return f"{r.name} · {r.spec.data.dataset} · {acc:.2%} · {params:,} parameters{flags}"
+        return f"{r.name} · {r.spec.data.dataset} · {acc:.2%} · {params:,} parameters" + (" · meets the target" if meets else "")
 
     chosen = st.selectbox("Your run", list(by_id), format_func=own_label, key="challenge_run")
+    if chosen in on_board:
+        st.caption("This run is on the board; submitting it again changes its display name.")
     name = st.text_input(f"Display name (1-{MAX_NAME_LENGTH} characters, shown to everyone)", max_chars=MAX_NAME_LENGTH, key="challenge_name")
-    left, right = st.columns([1, 4])
+    left, right, _ = st.columns([1, 2, 4])
     if left.button("Submit", type="primary", key="challenge_submit", disabled=target is None):
         try:
             entry = board.submit(by_id[chosen], name, me)

@@ -1,14 +1,20 @@
-"""Compare runs in Chromium: two real tiny runs saved into the server's runs folder, overlaid and ensembled."""
+"""Compare runs and the class challenge in Chromium against a real `streamlit run`.
+
+Runs are saved into the server's runs folder by the test (as the command line
+would), which is independent of how the Playground page trains.
+"""
 
 import pytest
 from browser_helpers import screenshot, wait_for_app, wait_until
 
 from playground import datasets, training
-from playground.runs import RunStore
+from playground.leaderboard import CHALLENGE_FOLDER, Challenge, ChallengeBoard
+from playground.runs import RunRecord, RunStore
 from playground.spec import ExperimentSpec
 
 pytestmark = pytest.mark.browser
 
+EXCEPTION = '[data-testid="stException"]'
 TRACE_NAMES = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .map(el => (el.data || []).map(t => t.name))"""
 
@@ -26,6 +32,7 @@ def two_runs(app_server):
     return saved
 
 
+@pytest.mark.slow  # trains two tiny runs and evaluates them in the server: tens of seconds
 def test_compare_overlays_two_runs_and_ensembles_them(app_server, new_page, two_runs):
     page = new_page(height=2200)  # Streamlit scrolls inside the page: a tall window shows it all at once
     page.goto(app_server.url("Compare_runs"))
@@ -43,6 +50,25 @@ def test_compare_overlays_two_runs_and_ensembles_them(app_server, new_page, two_
     page.get_by_role("button", name="Evaluate the ensemble").click()
     page.get_by_text("Ensemble test accuracy").wait_for(timeout=120_000)
     wait_for_app(page, 120)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator(EXCEPTION).count() == 0
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     screenshot(page, "compare_runs")
+
+
+def test_challenge_board_updates_live_for_every_session(app_server, new_page):
+    board = ChallengeBoard(app_server.runs_dir / CHALLENGE_FOLDER)
+    board.set_challenge(Challenge("shapes", 0.5, 10_000, "Live board test"))
+    before = len(board.entries())
+    watchers = [new_page(height=1200), new_page(height=1200)]
+    for page in watchers:
+        page.goto(app_server.url("Class_challenge"))
+        page.get_by_text(f"Leaderboard ({before})").wait_for(timeout=120_000)
+    # A student elsewhere submits one of their runs (as the page would, through the board).
+    spec = ExperimentSpec().with_values(dataset="shapes", filters="4,8")
+    record = RunRecord(run_id="20250101-000000000-live", path=app_server.runs_dir / "unused", name="live", spec=spec,
+                       metrics={"test_accuracy": 0.75, "params": 6745, "train_seconds": 4.0}, owner="another-session")
+    board.submit(record, "Live Student", "another-session")
+    for page in watchers:  # no reload: the board's fragment polls the file
+        page.get_by_text(f"Leaderboard ({before + 1})").wait_for(timeout=30_000)
+        assert page.locator(EXCEPTION).count() == 0
+    screenshot(watchers[0], "class_challenge")
