@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,25 @@ class Evaluation:
         return self.predictions == self.y_true
 
 
+# Datasets are cached, read-only objects: hash each one's test set once (CIFAR-10's is 30 MB).
+_FINGERPRINTS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
 def test_fingerprint(dataset: Any) -> str:
     """A short hash of a dataset's test images, labels and class names (equal data, equal hash)."""
+    try:
+        return _FINGERPRINTS[dataset]
+    except (KeyError, TypeError):
+        pass
     digest = hashlib.sha256()
     digest.update(str(np.asarray(dataset.x_test).shape).encode())
     digest.update(np.ascontiguousarray(dataset.x_test).tobytes())
     digest.update(np.ascontiguousarray(dataset.y_test, dtype=np.int32).tobytes())
     digest.update("\x00".join(dataset.class_names).encode())
-    return digest.hexdigest()[:16]
+    fingerprint = digest.hexdigest()[:16]
+    with contextlib.suppress(TypeError):  # objects without weak references are hashed every time
+        _FINGERPRINTS[dataset] = fingerprint
+    return fingerprint
 
 
 def sample_indices(count: int, limit: int = MAX_FEATURE_IMAGES, seed: int = 0) -> np.ndarray:

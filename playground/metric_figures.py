@@ -42,7 +42,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
     Args:
         matrix: int (C, C) counts, e.g. `metrics.confusion_matrix`.
         class_names: C names.
-        height: pixels; default grows with C.
+        height: pixels; default grows with C up to 900.
 
     Returns:
         The figure.
@@ -57,7 +57,8 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
     hover = [[f"true {names[t]}<br>predicted {names[p]}<br>{m[t, p]} images ({share[t, p]:.0%} of {names[t]})"
               for p in range(c)] for t in range(c)]
     fig = go.Figure(go.Heatmap(
-        z=share, x=names, y=names, text=m, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+        # Counts in the cells while they fit; with many classes the colours and the hover say it.
+        z=share, x=names, y=names, text=m, texttemplate="%{text}" if c <= 20 else None, colorscale="Blues", zmin=0, zmax=1,
         hovertext=hover, hoverinfo="text", colorbar=dict(title="share of<br>true class", tickformat=".0%"),
     ))
     t_idx, p_idx = np.nonzero(m)
@@ -71,7 +72,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
     fig.update_layout(
         xaxis=dict(title="predicted class", side="bottom", type="category"),
         yaxis=dict(title="true class", autorange="reversed", type="category"),
-        height=height or 260 + 32 * c, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+        height=height or min(260 + 32 * c, 900), margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
     )
     return fig
 

@@ -107,3 +107,30 @@ def test_projection_separates_clusters(method):
     means = np.stack([xy[labels == c].mean(0) for c in (0, 1)])
     nearest = np.argmin(((xy[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     assert (nearest == labels).all()
+
+
+def test_confusion_figure_cells_are_clickable_points():
+    from playground import metric_figures
+
+    cm = metrics.confusion_matrix(Y_TRUE, Y_PRED, 4)
+    fig = metric_figures.confusion_figure(cm, ["a", "b", "c", "d"])
+    heat, cells = fig.data
+    np.testing.assert_allclose(np.asarray(heat.z).sum(axis=1)[[0, 1, 3]], 1.0)  # row shares
+    # One marker per non-empty cell; customdata [true, predicted] as plain lists (what selection events return).
+    assert [list(map(int, c)) for c in cells.customdata] == [[t, p] for t, p in zip(*np.nonzero(cm))]
+    assert isinstance(fig.to_plotly_json()["data"][1]["customdata"], list)
+    assert list(cells.x) == [["a", "b", "c", "d"][p] for p in np.nonzero(cm)[1]]
+
+
+def test_projection_figure_carries_test_indices_and_thumbnails_are_crisp():
+    from playground import metric_figures
+
+    xy = np.arange(12, dtype=np.float32).reshape(6, 2)
+    y, pred = np.array([0, 1, 0, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
+    fig = metric_figures.projection_figure(xy, y, pred, ["a", "b", "c"], np.array([10, 11, 12, 13, 14, 15]))
+    assert [t.name for t in fig.data] == ["a", "b", "c"]
+    assert [row[0] for row in fig.data[0].customdata] == [10, 12]
+    assert list(fig.data[0].marker.symbol) == ["circle", "x"]  # image 12 is a mistake
+    gray = metric_figures.thumbnail(np.arange(64, dtype=np.uint8).reshape(8, 8, 1), 84)
+    assert gray.shape == (88, 88) and gray[0, 10] == 0 and gray[0, 11] == 1  # whole-pixel blocks of 11
+    assert metric_figures.thumbnail(np.zeros((32, 32, 3), np.uint8)).shape == (96, 96, 3)
