@@ -25,6 +25,7 @@ from playground.ui.run_picker import pick_run
 st.set_page_config(page_title="Decision quality · CNN Playground", layout="wide")
 
 GRID = 8  # thumbnails per row
+SHORT = {"pca": "PCA", "tsne": "t-SNE"}
 THUMB = 84  # thumbnail side in pixels
 
 
@@ -152,7 +153,7 @@ with tab_space:
     method = st.radio("Projection", list(metrics.PROJECTIONS), format_func=metrics.PROJECTIONS.get, horizontal=True, key="quality_projection_method")
     sample = ev.feature_indices
     try:
-        with st.spinner(f"Projecting {len(sample)} images with {method.upper()}..."):
+        with st.spinner(f"Projecting {len(sample)} images with {SHORT[method]}..."):
             xy = projection(ev.features, method)
     except metrics.MetricsError as exc:
         st.warning(str(exc))
@@ -163,7 +164,7 @@ with tab_space:
             event = st.plotly_chart(
                 metric_figures.projection_figure(
                     xy, y[sample], pred[sample], names, sample,
-                    title=f"Penultimate-layer features of {len(sample)} test images ({method.upper()})",
+                    title=f"Penultimate-layer features of {len(sample)} test images ({SHORT[method]})",
                 ),
                 key=f"quality_projection_{method}", on_select="rerun", selection_mode="points",
             )
