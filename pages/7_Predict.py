@@ -15,6 +15,10 @@ ends, at the cost of one load (about a second) per session and run.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Callable
+
 import numpy as np
 import streamlit as st
 
@@ -61,53 +65,94 @@ def nearest_upscale(image: np.ndarray, side: int) -> np.ndarray:
 def preview(pixels: np.ndarray) -> np.ndarray:
     """A small copy of an uploaded picture for display (a strided view; no resampling cost)."""
     step = max(1, int(np.ceil(max(pixels.shape[:2]) / (2 * PREVIEW_SIDE))))
-    small = pixels[::step, ::step]
+    small = np.ascontiguousarray(pixels[::step, ::step])
     return np.repeat(small, 3, axis=2) if small.shape[2] == 1 else small
 
 
-def show_prediction(predictor: Predictor, result: Prediction) -> None:
-    """One image: headline, probabilities, the network's view and Grad-CAM."""
+@dataclass(frozen=True)
+class Shown:
+    """One input's result as the page shows it, kept across reruns."""
+
+    result: Prediction | PredictionFailure  # a Prediction's pixels are replaced by a small preview
+    heatmap: np.ndarray | None = None  # Grad-CAM (H, W) in 0..1, for the first MAX_DETAILED images
+    cam_note: str = ""  # why there is no heatmap
+
+
+def explain(predictor: Predictor, results: list[Prediction | PredictionFailure]) -> list[Shown]:
+    """Grad-CAM for the first MAX_DETAILED predictions; previews instead of full pixels."""
+    shown = []
+    for result in results:
+        if isinstance(result, PredictionFailure):
+            shown.append(Shown(result))
+            continue
+        small = replace(result, pixels=preview(result.pixels))
+        if sum(isinstance(s.result, Prediction) for s in shown) >= MAX_DETAILED:
+            shown.append(Shown(small))
+            continue
+        try:
+            heatmap, _ = inspect.gradcam(predictor.model, result.image, result.class_index)
+            shown.append(Shown(small, heatmap))
+        except ValueError as exc:  # e.g. a network without conv layers has nothing to weigh
+            shown.append(Shown(small, None, f"Grad-CAM is not available for this network: {exc}"))
+    return shown
+
+
+def remembered(slot: str, key: tuple, compute: Callable[[], list[Shown]]) -> list[Shown]:
+    """The results of the current input of one kind (upload, camera, drawing), computed once per input.
+
+    Other widgets (the run picker, the invert switch, tabs) rerun the page; the
+    same files, run and settings are then not predicted again.
+    """
+    slots: dict = st.session_state.setdefault("predict_results", {})
+    if slot not in slots or slots[slot][0] != key:
+        slots[slot] = (key, compute())
+    return slots[slot][1]
+
+
+def show_prediction(predictor: Predictor, shown: Shown, key: str) -> None:
+    """One image: headline, the picture and the network's view, Grad-CAM and probabilities."""
+    result = shown.result
     st.markdown(f"**{result.name}** → **{result.label}** ({result.confidence:.1%})")
-    left, middle, right = st.columns([1, 1, 2])
+    left, middle, right = st.columns([2, 2, 3])
     with left:
-        st.image(preview(result.pixels), caption="as uploaded", width=PREVIEW_SIDE)
-        st.image(nearest_upscale(result.image, PREVIEW_SIDE), caption="as the network sees it", width=PREVIEW_SIDE)
+        st.image([result.pixels, nearest_upscale(result.image, PREVIEW_SIDE)],
+                 caption=["as uploaded", "as the network sees it"], width=PREVIEW_SIDE // 2 + 30)
         st.caption(f"{result.note}. Server time {result.seconds * 1000:.0f} ms.")
     with middle:
-        try:
-            heatmap, explained = inspect.gradcam(predictor.model, result.image, result.class_index)
+        if shown.heatmap is not None:
             st.plotly_chart(
-                figures.heatmap_overlay(result.image, heatmap, title=f"Grad-CAM: {predictor.class_names[explained]}", height=260),
-                key=f"cam_{result.name}_{id(result)}",
+                figures.heatmap_overlay(result.image, shown.heatmap, title=f"Grad-CAM: {result.label}", height=240),
+                key=f"cam_{key}",
             )
-        except ValueError as exc:  # e.g. a network without conv layers has nothing to weigh
-            st.caption(f"Grad-CAM is not available for this network: {exc}")
+        elif shown.cam_note:
+            st.caption(shown.cam_note)
     with right:
         st.plotly_chart(
             figures.probability_bars(result.probabilities, result.class_names, highlight=result.class_index),
-            key=f"probs_{result.name}_{id(result)}",
+            key=f"probs_{key}",
         )
 
 
-def show_results(predictor: Predictor, results: list[Prediction | PredictionFailure]) -> None:
+def show_results(predictor: Predictor, shown: list[Shown], slot: str) -> None:
     """Failures as one line each, a table when there are several images, then details."""
-    for failure in (r for r in results if isinstance(r, PredictionFailure)):
-        st.error(failure.message, icon="🚫")
-    predictions = [r for r in results if isinstance(r, Prediction)]
+    for item in shown:
+        if isinstance(item.result, PredictionFailure):
+            st.error(item.result.message, icon=":material/block:")
+    predictions = [item for item in shown if isinstance(item.result, Prediction)]
     if len(predictions) > 1:
         st.dataframe(
             {
-                "image": [p.name for p in predictions],
-                "prediction": [p.label for p in predictions],
-                "confidence": [round(p.confidence, 4) for p in predictions],
-                "runner-up": [p.top(2)[1][0] if len(p.class_names) > 1 else "" for p in predictions],
-                "server ms": [round(p.seconds * 1000, 1) for p in predictions],
+                "image": [p.result.name for p in predictions],
+                "prediction": [p.result.label for p in predictions],
+                "confidence": [round(p.result.confidence, 4) for p in predictions],
+                "runner-up": [p.result.top(2)[1][0] for p in predictions],
+                "server ms": [round(p.result.seconds * 1000, 1) for p in predictions],
             },
             hide_index=True,
         )
-    for result in predictions[:MAX_DETAILED]:
+    for index, item in enumerate(predictions[:MAX_DETAILED]):
         with st.container(border=True):
-            show_prediction(predictor, result)
+            show_prediction(predictor, item, f"{slot}_{index}")
     if len(predictions) > MAX_DETAILED:
         st.caption(f"Details are shown for the first {MAX_DETAILED} images; the table lists all {len(predictions)}.")
 
@@ -124,7 +169,10 @@ def upload_tab(predictor: Predictor, invert: str) -> None:
         return
     if len(files) > MAX_FILES:
         st.warning(f"{len(files)} files received; predicting the first {MAX_FILES}.")
-    show_results(predictor, predictor.predict_files(((f.name, f.getvalue()) for f in files[:MAX_FILES]), invert=invert))
+    files = files[:MAX_FILES]
+    key = (predictor, invert, tuple(f.file_id for f in files))
+    shown = remembered("upload", key, lambda: explain(predictor, predictor.predict_files(((f.name, f.getvalue()) for f in files), invert=invert)))
+    show_results(predictor, shown, "upload")
 
 
 def camera_tab(predictor: Predictor, invert: str) -> None:
@@ -134,7 +182,9 @@ def camera_tab(predictor: Predictor, invert: str) -> None:
         return
     photo = st.camera_input("Take a photo", key="predict_camera")
     if photo is not None:
-        show_results(predictor, predictor.predict_files([("camera photo", photo.getvalue())], invert=invert))
+        key = (predictor, invert, photo.file_id)
+        shown = remembered("camera", key, lambda: explain(predictor, predictor.predict_files([("camera photo", photo.getvalue())], invert=invert)))
+        show_results(predictor, shown, "camera")
 
 
 def draw_tab(predictor: Predictor, invert: str) -> None:
@@ -152,7 +202,9 @@ def draw_tab(predictor: Predictor, invert: str) -> None:
     if not drawn or canvas.image_data is None:
         return
     rgba = np.asarray(canvas.image_data, dtype=np.uint8)  # (280, 280, 4); alpha is composited on white
-    show_results(predictor, [predictor.predict(rgba, name="drawing", invert=invert)])
+    key = (predictor, invert, hashlib.sha1(rgba.tobytes()).hexdigest())
+    shown = remembered("drawing", key, lambda: explain(predictor, [predictor.predict(rgba, name="drawing", invert=invert)]))
+    show_results(predictor, shown, "drawing")
 
 
 def export_section(run, predictor: Predictor) -> None:

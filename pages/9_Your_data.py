@@ -89,7 +89,7 @@ def show_dataset(path: Path) -> None:
     )
     st.plotly_chart(class_count_chart(ds), key="your_data_counts")
     st.page_link(
-        "pages/1_Playground.py", label="Train on this dataset", icon="🚀",
+        "pages/1_Playground.py", label="Train on this dataset", icon=":material/rocket_launch:",
         query_params={"dataset": path.name, "preset": "default"},
     )
     st.subheader("Examples")
@@ -117,12 +117,12 @@ upload = st.file_uploader(
 if upload is not None:
     path, message = import_upload(upload)
     if path is None:
-        st.error(message, icon="🚫")
+        st.error(message, icon=":material/block:")
     else:
         st.success(f"{upload.name} is ready to train on.")
         try:
             show_dataset(Path(path))
         except DatasetError as exc:
-            st.error(str(exc).splitlines()[0], icon="🚫")
+            st.error(str(exc).splitlines()[0], icon=":material/block:")
 else:
     st.caption("Nothing uploaded yet.")

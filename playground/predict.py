@@ -18,6 +18,8 @@ A predictor only reads its model, so one instance may serve several callers
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from playground.images import ImageError, decode_image, prepare_for_model
+from playground.images import ImageError, prepare_for_model, read_image
 
 # How pictures are prepared for networks trained on the named datasets, as
 # `datasets.prepare_options` decides from the images themselves (a test checks
@@ -43,6 +45,17 @@ _PHOTO_OPTIONS = {"light_on_dark": False, "center": False}
 
 # Large images are decoded at a reduced scale, never below this side (pixels).
 _MIN_DECODE_SIDE = 256
+
+
+def _tiny_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_WARM_UP_PNG = _tiny_png()  # an 8x8 gray gradient
 
 
 class PredictError(ValueError):
@@ -171,8 +184,9 @@ class Predictor:
             autograph=False,
             reduce_retracing=True,
         )
-        # Trace now, so the first image a user uploads is as fast as the rest.
-        self._forward(np.zeros((1, *input_shape), np.float32))
+        # Trace and run the whole path once now (decode, prepare, forward), so the
+        # first image a user uploads is as fast as the rest.
+        self.predict_bytes(_WARM_UP_PNG, "warm-up")
 
     def _call_model(self, x):
         # (batch, H, W, C) raw pixels -> (batch, num_classes) probabilities; dropout and augmentation off.
@@ -248,8 +262,11 @@ class Predictor:
         """Decode untrusted image bytes and predict them; raises ImageError with a one-line reason."""
         started = time.perf_counter()
         # A phone photo is decoded at a reduced scale: plenty for a 28x28 or 32x32 input.
-        pixels = decode_image(data, name=name, size_hint=self._decode_size)
-        return self.predict(pixels, name=name, invert=invert, started=started)
+        decoded = read_image(data, name=name, size_hint=self._decode_size)
+        result = self.predict(decoded.pixels, name=name, invert=invert, started=started)
+        width, height = decoded.original_size
+        where = f"{decoded.format or 'image'} {width}x{height}"
+        return dataclasses.replace(result, note=f"{where}; {result.note}")
 
     def predict_files(self, files: Iterable[tuple[str, bytes]], *, invert: str = "auto") -> list[Prediction | PredictionFailure]:
         """Predict each (name, bytes) pair; a bad file becomes a PredictionFailure, the rest still predict.

@@ -189,6 +189,14 @@ def test_dark_on_light_drawing_is_inverted_only_for_light_on_dark_datasets(fashi
     assert not fashion_predictor.predict_bytes(drawing, "d.png", invert="never").inverted
 
 
+def test_note_says_what_arrived_and_what_the_network_got(cifar_predictor):
+    phone = _save(Image.fromarray(_photo(1500, 2000)), "JPEG", quality=85)
+    result = cifar_predictor.predict_bytes(phone, "phone.jpg")
+    # Large JPEGs are decoded at a reduced scale, never below 256 pixels.
+    assert result.note.startswith("JPEG 2000x1500; resized 500x375 to 32x32"), result.note
+    assert result.pixels.shape == (375, 500, 3)
+
+
 def test_camera_sized_photo_is_fast_once_loaded(cifar_predictor):
     phone = _save(Image.fromarray(_photo(1500, 2000)), "JPEG", quality=85)
     small = _save(Image.fromarray(_digit(28)), "PNG")
