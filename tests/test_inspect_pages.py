@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import tiny_runs
 from playground import conv_explainer as ce
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -14,15 +15,12 @@ TINY = {"dataset": "shapes", "filters": "4,8", "sample_size": "200"}  # a quick 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A runs folder with one tiny trained run (shapes, 200 images, filters 4 and 8, 1 epoch)."""
-    from playground import datasets, training
+    """A runs folder with one tiny trained run (shapes, 200 images, filters 4 and 8), trained once per test process."""
     from playground.runs import RunStore
-    from playground.spec import ExperimentSpec
 
+    spec, data, result = tiny_runs.trained("shapes")
     root = tmp_path_factory.mktemp("runs")
-    spec = ExperimentSpec().with_values(**TINY, epochs=1, batch_size=32)
-    data = datasets.load_for_spec(spec)
-    RunStore(root).save(training.train(spec, data), spec, data, name="tiny shapes run")
+    RunStore(root).save(result, spec, data, name="tiny shapes run")
     return root
 
 

@@ -1,7 +1,7 @@
 """The Architecture, Activations and Preprocessing pages in Chromium after a tiny training.
 
-A real run is trained in this process (shapes, 200 images, 1 epoch) into the
-server's runs folder; each page is then opened as a user would, must draw its
+A real tiny run is trained in this process (shapes, 200 images, `tests/tiny_runs.py`)
+and saved into the server's runs folder; each page is then opened as a user would, must draw its
 Plotly charts without any exception element, and is saved as a screenshot in
 test-artifacts/.
 """
@@ -20,14 +20,12 @@ EXCEPTION = '[data-testid="stException"]'
 
 @pytest.fixture(scope="module")
 def trained(app_server):
-    """One tiny run saved where the server looks for runs."""
-    from playground import datasets, training
+    """One tiny run (shapes, 200 images, filters 4 and 8) saved where the server looks for runs."""
+    import tiny_runs
     from playground.runs import RunStore
-    from playground.spec import ExperimentSpec
 
-    spec = ExperimentSpec().with_values(dataset="shapes", sample_size=200, filters="4,8", epochs=1, batch_size=32)
-    data = datasets.load_for_spec(spec)
-    return RunStore(app_server.runs_dir).save(training.train(spec, data), spec, data, name="browser tiny run")
+    spec, data, result = tiny_runs.trained("shapes")
+    return RunStore(app_server.runs_dir).save(result, spec, data, name="browser tiny run")
 
 
 def _charts_drawn(page, timeout=90.0) -> float:
@@ -53,7 +51,9 @@ def _open(page, app_server, name, **params):
 @pytest.fixture
 def page(new_page):
     """A tall page, so that the screenshots show whole pages (Streamlit scrolls inside its main area)."""
-    return new_page(1400, 3200)
+    tall = new_page(1400, 3200)
+    tall.set_default_timeout(90_000)  # a tall page of charts on a busy 2-core machine can take a while
+    return tall
 
 
 def test_architecture_page(app_server, trained, page):
