@@ -63,6 +63,21 @@ def app_pages() -> list[Any]:
     return pages
 
 
+def ensure_navigation() -> None:
+    """Show the app's own navigation even when this page is the first one opened after a start.
+
+    Call it at the top of a page, after `st.set_page_config`. Because the app
+    has a `pages/` folder, Streamlit runs a page opened directly (a shared
+    link to /Playground on a fresh server) in its old multipage mode, without
+    `streamlit_app.py`, whose `st.navigation` would list "Home" and the pages.
+    Declaring the same navigation here switches the server to it for good.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        st.navigation(app_pages())
+
+
 def page_links() -> None:
     """A link to each page that exists."""
     for path in page_files():

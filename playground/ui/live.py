@@ -20,6 +20,8 @@ from playground.ui.session import job_manager, session_id
 PROGRESS_KEY = "pg_progress"  # RunProgress of the current model
 JOB_KEY = "pg_job"  # id of the session's latest job
 SEEN_FINAL_KEY = "pg_seen_final"  # job id whose end was already handled
+SHOWN_STATE_KEY = "pg_shown_state"  # (job id, state) the buttons were last drawn for
+FULL_RUN_KEY = "pg_in_full_run"  # True while the whole page runs (not just the live fragment)
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
@@ -57,32 +59,30 @@ def sync() -> JobInfo | None:
 
 
 def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batch_index: int, y_title: str) -> go.Figure:
-    figure = go.Figure()
+    # NumPy arrays: Plotly checks them at once, where lists are checked value by value
+    # (this figure is rebuilt twice a second for every training session).
+    traces = []
     if p.batch_points:
-        # The last few thousand batches are plenty for a curve.
-        points = p.batch_points[-3000:]
-        figure.add_trace(go.Scattergl(
-            x=[pt[0] for pt in points], y=[pt[batch_index] for pt in points], mode="lines",
-            name="train (batches)", line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35,
-        ))
+        points = np.asarray(p.batch_points, dtype=np.float64)
+        points = points[:: max(1, len(points) // 600)]  # a few hundred points draw the same line
+        traces.append(go.Scattergl(x=points[:, 0], y=points[:, batch_index], mode="lines", name="train (batches)",
+                                   line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35))
     history = p.history()
     if history["epoch"]:
-        figure.add_trace(go.Scatter(x=history["epoch"], y=history[train_key], mode="lines+markers",
-                                    name="train", line={"color": TRAIN_COLOR, "width": 2}))
-        figure.add_trace(go.Scatter(x=history["epoch"], y=history[val_key], mode="lines+markers",
-                                    name="validation", line={"color": VAL_COLOR, "width": 2}))
-    figure.update_layout(
-        title={"text": title, "x": 0.0, "font": {"size": 14}},
-        height=270, margin={"l": 10, "r": 10, "t": 36, "b": 10},
-        xaxis_title="epoch", yaxis_title=y_title,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        uirevision=title,  # keep the user's zoom while points arrive
-    )
+        epochs = np.asarray(history["epoch"], dtype=np.float64)
+        for key, name, color in ((train_key, "train", TRAIN_COLOR), (val_key, "validation", VAL_COLOR)):
+            traces.append(go.Scatter(x=epochs, y=np.asarray(history[key], dtype=np.float64), mode="lines+markers",
+                                     name=name, line={"color": color, "width": 2}))
     upper = max(p.epochs, int(np.ceil(p.batch_points[-1][0])) if p.batch_points else 1, 1)
-    figure.update_xaxes(range=[0, upper])
-    if "accuracy" in train_key:
-        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return figure
+    layout = {
+        "title": {"text": title, "x": 0.0, "font": {"size": 14}},
+        "height": 270, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
+        "xaxis": {"title": {"text": "epoch"}, "range": [0, upper]},
+        "yaxis": {"title": {"text": y_title}, **({"range": [0, 1.02], "tickformat": ".0%"} if "accuracy" in train_key else {})},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        "uirevision": title,  # keep the user's zoom while points arrive
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 def status_text(job: JobInfo | None, p: RunProgress) -> str:
@@ -166,12 +166,19 @@ def result_panel(job: JobInfo) -> None:
         st.info(result["message"])
 
 
+def shown_state(job: JobInfo | None) -> tuple[str, str] | None:
+    """What the transport buttons depend on: the job and its state ("starting" counts as "running")."""
+    if job is None:
+        return None
+    return job.job_id, "running" if job.state == "starting" else job.state
+
+
 def live_body(on_final: Any) -> None:
     """Everything that changes while a job trains (run inside a fragment).
 
     Args:
-        on_final: called once with the JobInfo when the job has just ended;
-            it updates the session and reruns the whole page.
+        on_final: called with the JobInfo when the job has just ended; it
+            makes the run the session's current model.
     """
     owner = session_id()
     job_manager().heartbeat(owner)
@@ -183,10 +190,19 @@ def live_body(on_final: Any) -> None:
     metrics_row(job, p)
     curves(p)
     feature_maps(p)
-    if job is not None and not job.active and st.session_state.get(SEEN_FINAL_KEY) != job.job_id:
+    if job is None or st.session_state.get(FULL_RUN_KEY):
+        return  # the whole page is being drawn for the job as it is now
+    if not job.active and st.session_state.get(SEEN_FINAL_KEY) != job.job_id:
         on_final(job)
+        st.rerun()  # show the result and the buttons for a finished job
+    elif st.session_state.get(SHOWN_STATE_KEY) != shown_state(job):
+        st.rerun()  # the job moved on (queued -> running, paused, resumed): redraw the buttons for it
 
 
 def live_panel(active: bool, on_final: Any) -> None:
     """`live_body` in a fragment that refreshes every 0.5 s while a job is active."""
-    st.fragment(run_every=0.5 if active else None)(live_body)(on_final)
+    st.session_state[FULL_RUN_KEY] = True
+    try:
+        st.fragment(run_every=0.5 if active else None)(live_body)(on_final)
+    finally:
+        st.session_state[FULL_RUN_KEY] = False

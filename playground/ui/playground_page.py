@@ -156,12 +156,11 @@ def on_stop() -> None:
 
 
 def on_final(job: JobInfo) -> None:
-    """A job just ended: make its run the session's current model, then redraw the page."""
+    """A job just ended: make its run the session's current model."""
     st.session_state[live.SEEN_FINAL_KEY] = job.job_id
     if job.state == "done" and job.run_id:
         set_current_run(job.run_id)
         st.session_state[RUN_SPEC_KEY] = job.spec
-    st.rerun()
 
 
 # ----------------------------------------------------------------- views
@@ -171,6 +170,7 @@ def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None
     """The five buttons, each enabled only when it can act."""
     state = job.state if job is not None else None
     active = job is not None and job.active
+    st.session_state[live.SHOWN_STATE_KEY] = live.shown_state(job)
     blocked = problems[0].message if problems else ""
     progress = live.progress()
     columns = st.columns(5)
@@ -299,6 +299,8 @@ def render() -> None:
         st.error(st.session_state.pop(FLASH_KEY), icon=":material/error:")
 
     job = live.sync()
+    if job is not None and not job.active and st.session_state.get(live.SEEN_FINAL_KEY) != job.job_id:
+        on_final(job)
     input_shape, num_classes, data_error = data_shape(spec)
     problems = problems + spec_module.check(spec, input_shape)
     unplaced = slots.show(problems)

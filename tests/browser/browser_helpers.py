@@ -14,16 +14,31 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def script_state(page) -> str | None:
+    """Streamlit's script state as the page shows it: "initial", "running", "notRunning", ..."""
+    return page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+
+
 def wait_for_app(page, timeout: float = 60.0) -> None:
-    """Wait until the page shows the app and Streamlit has finished running the script."""
+    """Wait until the page shows the app and Streamlit has finished running the script.
+
+    "Finished" means: the script is not running and no loading skeleton or
+    spinner is shown, three times in a row 0.2 s apart.
+    """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
+    quiet = 0
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count()
-        if not running and page.locator('[data-testid="stMain"]').count():
+        busy = (
+            script_state(page) != "notRunning"
+            or page.locator('[data-testid="stSkeleton"]').count()
+            or page.locator('[data-testid="stSpinner"]').count()
+        )
+        quiet = 0 if busy else quiet + 1
+        if quiet >= 3:
             return
         time.sleep(0.2)
-    raise AssertionError("The app was still running its script after the timeout.")
+    raise AssertionError(f"The app was still running its script after {timeout:g} s.")
 
 
 def screenshot(page, name: str) -> Path:
@@ -41,10 +56,20 @@ def keep_copy(path: Path, target: Path) -> None:
 
 
 def chart_points(page) -> list[int]:
-    """Number of data points in each Plotly chart on the page, in page order."""
+    """Number of data points in each Plotly chart on the page, in page order (stale ones left out)."""
+    return [sum(trace.values()) for trace in chart_traces(page)]
+
+
+def chart_traces(page) -> list[dict[str, int]]:
+    """{trace name: number of points} of each Plotly chart on the page, in page order.
+
+    Charts Streamlit is about to replace (marked stale during a rerun) are left out.
+    """
     return page.evaluate(
-        """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
-               el => (el.data || []).reduce((n, t) => n + ((t.x && t.x.length) || 0), 0))"""
+        """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+               .filter(el => !el.closest('[data-stale="true"]'))
+               .map(el => Object.fromEntries((el.data || []).map(
+                   (t, i) => [t.name || String(i), (t.x && t.x.length) || 0])))"""
     )
 
 
