@@ -60,6 +60,13 @@ def test_architecture_without_runs_shows_the_untrained_playground_network():
     assert app.get("download_button")
 
 
+def test_architecture_explains_an_impossible_network_and_keeps_the_explainer():
+    app = _page("2_Architecture.py", dataset="digits", padding="valid", kernel_size="7", conv_blocks="2", filters="4,8")
+    _no_exception(app)
+    assert any("cannot be built" in e.value and "kernel_size=7" in e.value for e in app.error)
+    assert _code(app, "H_out").endswith("= 3")  # the explainer below still works
+
+
 def test_architecture_shows_the_spec_being_edited_on_the_playground():
     from playground import models
     from playground.spec import ExperimentSpec
