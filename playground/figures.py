@@ -29,6 +29,9 @@ HEAT = [
 ]
 
 
+_PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2"]  # distinct even when overlaid
+
+
 class FigureError(ValueError):
     """Arrays of a shape a figure cannot draw, in one sentence."""
 
@@ -296,7 +299,7 @@ def pixel_histograms(arrays: Mapping[str, np.ndarray], *, bins: int = 50, overla
         counts, edges = np.histogram(values, bins=bins)
         bar = go.Bar(
             x=(edges[:-1] + edges[1:]) / 2, y=counts / max(values.size, 1), width=np.diff(edges), name=name,
-            opacity=0.6 if overlay else 1.0,
+            opacity=0.6 if overlay else 1.0, marker_color=_PALETTE[(i - 1) % len(_PALETTE)],
             hovertemplate=f"{name}<br>%{{x:.3g}}: %{{y:.1%}}<extra></extra>",
         )
         if overlay:
