@@ -83,17 +83,20 @@ def init_state(spec: ExperimentSpec, classroom: bool) -> None:
 
 
 def seed_widgets(spec: ExperimentSpec, *, overwrite: bool = False) -> None:
-    """Give each widget key its value from `spec` (only missing ones unless `overwrite`)."""
-    for name, value in spec.to_query_params().items():
-        if name == "filters":
-            continue
-        typed = spec_module.get_value(spec, name)
-        value = ",".join(map(str, typed)) if name == "dense_units" else typed
-        if overwrite or key(name) not in st.session_state:
-            st.session_state[key(name)] = value
-    for block, count in enumerate(spec.arch.filters):
-        if overwrite or filter_key(block) not in st.session_state:
-            st.session_state[filter_key(block)] = count
+    """Give each widget key its value from `spec` (only missing ones unless `overwrite`).
+
+    A key that is already there is written back to itself: Streamlit then keeps
+    the value even when the widget's identity changes between runs (another
+    page in between, or the server switching its navigation mode).
+    """
+    values = {key(name): spec_module.get_value(spec, name) for name in spec.to_query_params() if name != "filters"}
+    values[key("dense_units")] = ",".join(map(str, spec.arch.dense_units))
+    values.update({filter_key(block): count for block, count in enumerate(spec.arch.filters)})
+    for widget_key, value in values.items():
+        st.session_state[widget_key] = value if overwrite or widget_key not in st.session_state else st.session_state[widget_key]
+    for block in range(len(spec.arch.filters), spec_module.MAX_CONV_BLOCKS):
+        if filter_key(block) in st.session_state:
+            st.session_state[filter_key(block)] = st.session_state[filter_key(block)]
 
 
 def current_spec() -> ExperimentSpec:
