@@ -149,6 +149,20 @@ def test_a_dataset_that_is_not_here_offers_a_built_in_one():
     assert at.query_params["dataset"] == "shapes" and not texts(at.warning)
 
 
+def test_an_unreadable_upload_is_explained_with_a_way_out():
+    from playground.settings import get_settings
+
+    uploads = get_settings().uploads_dir
+    uploads.mkdir(parents=True)
+    (uploads / "broken.npz").write_bytes(b"this is not a numpy archive")
+    at = app(PLAYGROUND, dataset="broken.npz")
+    assert not at.exception and at.query_params["dataset"].endswith("broken.npz")
+    assert "broken.npz" in texts(at.warning)
+    assert "The layer table appears once the dataset can be read." in texts(at.caption)
+    at.button(key="pg_switch_digits").click().run()
+    assert at.query_params["dataset"] == "digits" and not texts(at.warning)
+
+
 @pytest.mark.slow  # trains three tiny runs for real in a worker process
 def test_train_through_the_widgets_continue_and_reset():
     at = app(PLAYGROUND)

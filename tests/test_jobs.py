@@ -188,6 +188,18 @@ def test_a_killed_worker_is_reported_and_replaced(manager):
     assert manager.wait("alice", next_job, TIMEOUT).state == "done"
 
 
+@pytest.mark.slow
+def test_results_arrive_even_when_the_run_cannot_be_saved(manager, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the runs folder should be")
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(blocker / "runs"))
+    job_id = manager.submit("alice", TINY.with_values(epochs="1"))
+    done = manager.wait("alice", job_id, TIMEOUT)
+    assert done.state == "done" and done.run_id is None
+    assert 0.0 <= done.result["test_accuracy"] <= 1.0
+    assert done.result["save_error"].startswith("The run could not be saved") and done.message == done.result["save_error"]
+
+
 def test_commands_on_finished_jobs_are_refused(manager):
     job_id = manager.submit("carol", TINY)
     manager.stop("carol", job_id, discard=True)
