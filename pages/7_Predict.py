@@ -33,6 +33,8 @@ MAX_FILES = 50  # images predicted per upload
 MAX_DETAILED = 12  # images shown with probabilities, network view and Grad-CAM
 PREVIEW_SIDE = 160  # pixels of the "as uploaded" preview
 _CACHE_KEY = "predict_predictors"
+_RUN_PICKER_KEY = "predict_run"
+_PENDING_RUN_KEY = "predict_run_imported"  # a run just imported, to select on the next rerun
 _INVERT_LABELS = {"auto": "Auto", "always": "Always", "never": "Never"}
 
 st.set_page_config(page_title="Predict · CNN Playground", layout="wide")
@@ -193,11 +195,11 @@ def draw_tab(predictor: Predictor, invert: str) -> None:
     except ImportError:
         st.info("Drawing needs the streamlit-drawable-canvas package (see requirements.txt); upload a picture of a digit instead.")
         return
-    st.caption("Draw one digit or shape, large and centred; it is shrunk to the network's input size.")
     canvas = st_canvas(
         stroke_width=18, stroke_color="#000000", background_color="#FFFFFF",
         height=280, width=280, drawing_mode="freedraw", return_image_data=True, key="predict_canvas",
     )
+    st.caption("Draw one digit or shape, large and centred; it is shrunk to the network's input size.")
     drawn = canvas.json_data is not None and bool(canvas.json_data.get("objects"))
     if not drawn or canvas.image_data is None:
         return
@@ -247,9 +249,13 @@ def import_section() -> None:
     if upload.file_id not in done:
         try:
             record = bundle.import_bundle(upload.getvalue(), upload.name, owner=session_id())
-            done[upload.file_id] = ("ok", f"Imported {upload.name} as run “{record.name}”; pick it in the model list above.")
         except bundle.BundleError as exc:
             done[upload.file_id] = ("error", str(exc))
+        else:
+            done[upload.file_id] = ("ok", f"Imported {upload.name} as run “{record.name}”, selected above.")
+            # Select the new run: the picker is already drawn in this run, so set it for the next one.
+            st.session_state[_PENDING_RUN_KEY] = record.run_id
+            st.rerun()
     kind, message = done[upload.file_id]
     (st.success if kind == "ok" else st.error)(message)
 
@@ -257,7 +263,9 @@ def import_section() -> None:
 st.title("Predict")
 st.write("Try a trained network on your own pictures: upload files, take a photo or draw a digit.")
 
-run = pick_run("predict_run")
+if _PENDING_RUN_KEY in st.session_state:
+    st.session_state[_RUN_PICKER_KEY] = st.session_state.pop(_PENDING_RUN_KEY)
+run = pick_run(_RUN_PICKER_KEY)
 predictor = None
 if run is None:
     st.info("No trained run yet: train one on the Playground page, or import a bundle below.")

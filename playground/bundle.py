@@ -203,7 +203,7 @@ def import_bundle(data: bytes, filename: str = "", *, owner: str | None = None, 
         data: the uploaded bundle's bytes.
         filename: its name, for messages.
         owner: the session that imports it (the run's owner).
-        name: the run's name; default: the name stored in the bundle.
+        name: the run's name; default: the name stored in the bundle plus " (imported)".
         store: a `runs.RunStore`; default: the store at `settings.runs_dir`.
         max_bytes: as for `read_bundle`.
 
@@ -254,8 +254,10 @@ def import_bundle(data: bytes, filename: str = "", *, owner: str | None = None, 
         "prepare": meta["prepare"],  # how outside pictures are prepared for this network
     }
     store = store or RunStore()
-    run_name = name or meta.get("name") or Path(filename).stem or None
-    return store.save(result, spec, dataset_info, name=str(run_name)[:200] if run_name else None, owner=owner)
+    # Default name: the exported run's, marked, so the copy is told apart from the original in the run list.
+    stored = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    run_name = name or f"{(stored or Path(filename).stem or 'bundle')[:180]} (imported)"
+    return store.save(result, spec, dataset_info, name=run_name, owner=owner)
 
 
 # ---------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_round_trip_predicts_identically_and_belongs_to_the_importer(fashion_run
     assert sorted(_members(data)) == sorted(bundle.BUNDLE_FILES)
     imported = import_bundle(data, "my-run.bundle.zip", owner="bob")
     assert imported.run_id != fashion_run.run_id
-    assert imported.owner == "bob" and imported.name == "my run"
+    assert imported.owner == "bob" and imported.name == "my run (imported)"
     assert imported.spec == fashion_run.spec
     assert imported.class_names == fashion_run.class_names and imported.input_shape == fashion_run.input_shape
     assert imported.metrics["test_accuracy"] == pytest.approx(0.5)

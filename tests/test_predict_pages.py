@@ -121,7 +121,8 @@ def test_bundle_import_on_the_page_and_keras_files_refused():
     assert not at.exception
     assert any("Imported shapes.bundle.zip" in s.value for s in at.success)
     mine = RunStore().list_runs(owner=at.session_state["pg_owner"])
-    assert len(mine) == 1 and mine[0].class_names == CLASSES
+    assert len(mine) == 1 and mine[0].class_names == CLASSES and mine[0].name == "shapes run (imported)"
+    assert at.selectbox(key="predict_run").value == mine[0].run_id  # the imported run is selected
 
     at.file_uploader(key="import_bundle").set_value(("model.keras", export_keras_file(model), "application/octet-stream")).run()
     assert not at.exception
