@@ -37,7 +37,7 @@ _RUN_PICKER_KEY = "predict_run"
 _PENDING_RUN_KEY = "predict_run_imported"  # a run just imported, to select on the next rerun
 _INVERT_LABELS = {"auto": "Auto", "always": "Always", "never": "Never"}
 
-st.set_page_config(page_title="Predict · CNN Playground", layout="wide")
+st.set_page_config(page_title="Predict · CNN Playground", page_icon=":material/photo_camera:", layout="wide")
 
 
 def get_predictor(run) -> Predictor:

@@ -25,7 +25,7 @@ MAX_CLASSES_SHOWN = 20  # classes with example rows (the chart shows all)
 SAMPLE_SIDE = 64  # pixels per example image on screen
 _UPLOADS_KEY = "your_data_uploads"  # {file_id: (path or None, message)} of this session
 
-st.set_page_config(page_title="Your data · CNN Playground", layout="wide")
+st.set_page_config(page_title="Your data · CNN Playground", page_icon=":material/folder_zip:", layout="wide")
 
 
 def import_upload(upload) -> tuple[Path | None, str]:
