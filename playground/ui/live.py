@@ -200,7 +200,7 @@ def live_body(on_final: Any) -> None:
 
 
 def live_panel(active: bool, on_final: Any) -> None:
-    """`live_body` in a fragment that refreshes every 0.5 s while a job is active."""
+    """`live_body` in a fragment that refreshes every 0.5 s while `active`."""
     st.session_state[FULL_RUN_KEY] = True
     try:
         st.fragment(run_every=0.5 if active else None)(live_body)(on_final)

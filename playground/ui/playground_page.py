@@ -311,7 +311,8 @@ def render() -> None:
 
     main, side = st.columns([3, 2], gap="medium")
     with main:
-        live.live_panel(job is not None and job.state not in FINAL_STATES, on_final)
+        # Refresh while something can change on its own; a paused job waits for a button.
+        live.live_panel(job is not None and job.state not in FINAL_STATES + ("paused",), on_final)
         if job is not None and job.state == "done":
             live.result_panel(job)
             other_pages()

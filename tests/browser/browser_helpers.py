@@ -64,11 +64,12 @@ def chart_traces(page) -> list[dict[str, int]]:
     """{trace name: number of points} of each Plotly chart on the page, in page order.
 
     Charts Streamlit is about to replace (marked stale during a rerun) are left out.
+    Plotly keeps NumPy data base64-encoded in `data`; `_fullData` has it decoded.
     """
     return page.evaluate(
         """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
                .filter(el => !el.closest('[data-stale="true"]'))
-               .map(el => Object.fromEntries((el.data || []).map(
+               .map(el => Object.fromEntries((el._fullData || []).map(
                    (t, i) => [t.name || String(i), (t.x && t.x.length) || 0])))"""
     )
 

@@ -39,8 +39,8 @@ def test_train_shows_live_curves_feature_maps_and_test_accuracy(app_server, page
     # Step: one epoch, then a pause; the curves and feature maps are already there.
     button(page, "Step").click()
     wait_until(lambda: page.get_by_text("Paused after epoch 1").count(), TRAINING, "Step did not pause after epoch 1.")
+    wait_for_app(page)  # a paused page stops refreshing
     wait_until(lambda: sum(chart_points(page)) > 0, 10, "The live charts got no points.")
-    wait_for_app(page)
     loss_during = chart_traces(page)[0]
     assert loss_during["train"] == loss_during["validation"] == 1 and loss_during["train (batches)"] > 0
     assert metric_value(page, "Epoch") == "1 / 2"
