@@ -98,6 +98,8 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
         return "Stopping after the current batch…"
     if job.state == "paused":
         return f"Paused after epoch {p.epoch} of {p.epochs}: Train resumes, Step runs one more epoch."
+    if job.state == "running" and p.step == 0 and p.epoch == p.job_first_epoch:
+        return "Starting: TensorFlow is compiling the network for its first batch…"
     if job.state == "running":
         return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
     if job.state == "done":

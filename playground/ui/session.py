@@ -21,21 +21,31 @@ _RUN_KEY = "pg_run_id"
 _MODEL_KEY = "pg_model"
 
 
+# Owner id -> Streamlit's own id of that browser session, so the job manager can ask
+# Streamlit whether the session is still connected.
+_streamlit_sessions: dict[str, str] = {}
+
+
 def session_id() -> str:
     """A stable, unguessable id of this browser session (the owner of its jobs and runs)."""
     if _OWNER_KEY not in st.session_state:
-        ctx = get_script_run_ctx()
-        # Streamlit's own session id lets the job manager ask whether the session is
-        # still connected; outside a server (AppTest) every run gets a fresh id.
-        st.session_state[_OWNER_KEY] = ctx.session_id if ctx is not None and runtime.exists() else uuid.uuid4().hex
-    return st.session_state[_OWNER_KEY]
+        st.session_state[_OWNER_KEY] = uuid.uuid4().hex
+    owner = st.session_state[_OWNER_KEY]
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        _streamlit_sessions[owner] = ctx.session_id
+    return owner
 
 
 def _is_connected(owner: str) -> bool | None:
-    # Thread-safe in Streamlit; None when there is no server (tests).
-    if not runtime.exists():
+    # Streamlit's session table is safe to read from any thread; None = cannot tell.
+    streamlit_id = _streamlit_sessions.get(owner)
+    if streamlit_id is None or not runtime.exists():
         return None
-    return runtime.get_instance().is_active_session(owner)
+    try:
+        return bool(runtime.get_instance().is_active_session(streamlit_id))
+    except Exception:
+        return None
 
 
 def job_manager() -> JobManager:
