@@ -140,8 +140,8 @@ def _train(args: argparse.Namespace) -> int:
     training.configure_threads(args.threads, args.threads)
     store = RunStore(args.out) if args.out else RunStore()
 
-    stop = _StopOnInterrupt()
-    result = training.train(spec, dataset, on_progress=_EpochPrinter(), should_stop=stop)
+    with _StopOnInterrupt() as stop:
+        result = training.train(spec, dataset, on_progress=_EpochPrinter(), should_stop=stop)
     _say(result.message)
     save_error = ""
     run_dir = None
@@ -333,11 +333,18 @@ class _EpochPrinter:
 
 
 class _StopOnInterrupt:
-    """should_stop for the CLI: the first Ctrl-C stops training after the current batch (the run is kept)."""
+    """should_stop for the CLI: the first Ctrl-C stops training after the current batch (the run is kept).
 
-    def __init__(self):
+    Used as a context manager, so the previous Ctrl-C handler is back afterwards.
+    """
+
+    def __enter__(self) -> "_StopOnInterrupt":
         self.requested = False
-        signal.signal(signal.SIGINT, self._handle)
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True

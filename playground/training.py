@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import keras
@@ -76,7 +76,6 @@ class TrainResult:
     params: int  # number of weights of the model
     initial_first_conv: np.ndarray | None  # (k, k, C_in, F) first conv kernel before any training; None without convs
     test_size: int = 0  # test images evaluated (always the whole test set)
-    events: int = field(default=0, repr=False)  # progress events sent, for diagnostics
 
 
 # ---------------------------------------------------------------------------
@@ -301,7 +300,6 @@ def train(
         params=int(model.count_params()),
         initial_first_conv=initial_first_conv,
         test_size=int(len(dataset.x_test)),
-        events=watcher.events_sent,
     )
 
 
@@ -399,7 +397,6 @@ class _Watcher(keras.callbacks.Callback):
         self.message = ""
         self.good_weights: list[np.ndarray] = []
         self.epochs_finished = 0
-        self.events_sent = 0
         self._started = time.perf_counter()
         self._ended: float | None = None  # when fitting ended (the test evaluation is not training)
         self._paused = 0.0  # seconds spent inside wait_if_paused
@@ -412,7 +409,6 @@ class _Watcher(keras.callbacks.Callback):
 
     def emit(self, event: Event) -> None:
         if self.on_progress is not None:
-            self.events_sent += 1
             self.on_progress(event)
 
     def send_probe(self, epoch: int) -> None:
@@ -442,7 +438,7 @@ class _Watcher(keras.callbacks.Callback):
         elif self.spec.train.time_budget and self.elapsed() >= self.spec.train.time_budget:
             self._stop("time_budget")
 
-    def _divergence(self, loss: float, epoch: int) -> str:
+    def _divergence(self, loss: float) -> str:
         """The reason the loss counts as diverged, or "" when it is fine."""
         if math.isnan(loss):
             return "loss became NaN"
@@ -498,7 +494,7 @@ class _Watcher(keras.callbacks.Callback):
         logs = logs or {}
         loss = float(logs.get("loss", math.nan))
         epoch = self._epoch + 1
-        why = self._divergence(loss, epoch)
+        why = self._divergence(loss)
         if why:
             self._diverged(why, epoch)
             return
@@ -521,12 +517,12 @@ class _Watcher(keras.callbacks.Callback):
         if self.stop_reason == "diverged" or not finished:
             return  # a partial or diverged epoch is not part of the history
         loss, accuracy = float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan))
-        why = self._divergence(loss, epoch + 1)
+        why = self._divergence(loss)
         if not why and self.validation is not None:
             # Validation here rather than in fit(): a run stopped mid-epoch skips it.
             scores = self.model.evaluate(self.validation, verbose=0, return_dict=True)
             val_loss, val_accuracy = float(scores["loss"]), float(scores["accuracy"])
-            why = self._divergence(val_loss, epoch + 1)
+            why = self._divergence(val_loss)
         else:
             val_loss = val_accuracy = math.nan
         if why:

@@ -1,4 +1,9 @@
-"""`python -m playground ...` end to end in subprocesses: train, predict, code, datasets, presets, errors."""
+"""`python -m playground ...`: train, predict, code, datasets, presets and errors.
+
+End to end in subprocesses (exit status, stdout, no traceback on stderr), and
+in-process through `cli.main` where a fresh TensorFlow import would add
+nothing but time.
+"""
 
 import json
 import os
@@ -9,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground.spec import PRESETS
+from playground import cli
+from playground.spec import PRESETS, preset_spec
 
 SMALL = ["--set", "sample_size=300", "--set", "filters=4,8", "--set", "dense_units=16", "--set", "batch_size=32"]
 
@@ -50,7 +56,17 @@ def test_train_prints_epochs_and_ends_with_json(trained_run):
     assert "Traceback" not in stderr
 
 
-def test_predict_each_file_and_survive_bad_ones(trained_run, tmp_path):
+def run_in_process(capsys, *args):
+    """cli.main in this process; returns (exit status, stdout, stderr)."""
+    try:
+        status = cli.main(list(args))
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_predict_each_file_and_survive_bad_ones(trained_run, tmp_path, capsys):
     status, stdout, _, _ = trained_run
     assert status == 0
     run_dir = json.loads(stdout.strip().splitlines()[-1])["run_dir"]
@@ -78,30 +94,28 @@ def test_predict_each_file_and_survive_bad_ones(trained_run, tmp_path):
     for bad in (lines[1], lines[3]):
         assert set(bad) == {"file", "error"} and "\n" not in bad["error"]
 
-    status, stdout, _ = run_cli("predict", "--run", run_dir, str(gray))
-    assert status == 0 and len(stdout.strip().splitlines()) == 1
+    status, stdout, _ = run_in_process(capsys, "predict", "--run", run_dir, str(gray))
+    assert status == 0 and [json.loads(line) for line in stdout.strip().splitlines()] == [lines[0]]
 
 
-def test_code_from_run_preset_and_spec_file(trained_run, tmp_path):
+def test_code_from_run_preset_and_spec_file(trained_run, tmp_path, capsys):
     _, stdout, _, _ = trained_run
     run_dir = json.loads(stdout.strip().splitlines()[-1])["run_dir"]
     status, code, stderr = run_cli("code", "--run", run_dir)
     assert status == 0, stderr
     compile(code, "exported.py", "exec")
-    assert "def build_model" in code and "Conv2D(" in code and "4," in code
+    assert "def build_model" in code and "Conv2D(filters=4," in code and "Conv2D(filters=8," in code
 
-    status, code, stderr = run_cli("code", "--preset", "lenet5", "--dataset", "mnist")
+    status, code, stderr = run_in_process(capsys, "code", "--preset", "lenet5", "--dataset", "mnist")
     assert status == 0, stderr
     compile(code, "lenet.py", "exec")
     assert "AveragePooling2D" in code
 
     spec_file = tmp_path / "spec.json"
-    from playground.spec import preset_spec
-
     spec_file.write_text(preset_spec("mini_resnet", "cifar10").to_json())
-    status, code, stderr = run_cli("code", "--spec", str(spec_file))
+    status, code, stderr = run_in_process(capsys, "code", "--spec", str(spec_file), "--set", "filters=8,16,32")
     assert status == 0, stderr
-    assert "Add(" in code and "(32, 32, 3)" in code
+    assert "Add(" in code and "(32, 32, 3)" in code and "Conv2D(filters=32," in code
 
 
 def test_datasets_and_presets():
@@ -134,10 +148,10 @@ def test_errors_are_one_line_with_exit_status_2(args, message):
     assert "Traceback" not in stderr
 
 
-def test_unwritable_runs_folder_keeps_the_results(tmp_path):
+def test_unwritable_runs_folder_keeps_the_results(tmp_path, capsys):
     (tmp_path / "a file").write_text("")
-    status, stdout, stderr = run_cli("train", "--dataset", "shapes", *SMALL, "--epochs", "1", "--json",
-                                     "--out", str(tmp_path / "a file" / "runs"))
+    status, stdout, stderr = run_in_process(capsys, "train", "--dataset", "shapes", *SMALL, "--epochs", "1",
+                                            "--json", "--out", str(tmp_path / "a file" / "runs"))
     assert status == 2
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["run_dir"] is None and result["stop_reason"] == "completed"
