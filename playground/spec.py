@@ -223,8 +223,8 @@ class ExperimentSpec:
         """Read a spec from URL query parameters; keys that are not spec fields are ignored.
 
         Args:
-            params: {key: value}; a value may be a string or a list of strings
-                (the last one wins, as browsers do).
+            params: {key: value}; a value may be a string, a typed value, or a
+                list of strings (a repeated key: the last one wins, as browsers do).
             base: the spec that supplies fields missing from `params`
                 (default: `ExperimentSpec()`).
 
@@ -232,7 +232,8 @@ class ExperimentSpec:
             The spec. Malformed values raise SpecError naming the key and value.
         """
         base = base or cls()
-        flat = {k: (v[-1] if isinstance(v, (list, tuple)) and v else v) for k, v in params.items()}
+        # A list is a repeated URL key (the last one wins); a tuple is a value (filters=(8, 16)).
+        flat = {k: (v[-1] if isinstance(v, list) and v else v) for k, v in params.items()}
         kwargs: dict[str, Any] = {}
         for section_name, section_cls in _SECTIONS.items():
             values = {f.name: flat[f.name] for f in fields(section_cls) if f.name in flat}

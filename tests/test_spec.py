@@ -45,6 +45,11 @@ def test_query_params_parse_lists_bools_and_ignore_foreign_keys():
     assert spec.data == S.DataSpec()
 
 
+def test_with_values_takes_tuples_as_values():
+    spec = ExperimentSpec().with_values(filters=(8, 16), dense_units=(), epochs=3)
+    assert spec.arch.filters == (8, 16) and spec.arch.dense_units == () and spec.train.epochs == 3
+
+
 def test_empty_dense_units_round_trip():
     spec = S.preset_spec("mini_resnet")
     assert spec.arch.dense_units == ()
