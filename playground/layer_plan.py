@@ -29,6 +29,7 @@ from typing import Any
 import keras
 
 from playground import preprocess
+from playground.batch_norm import FusedBatchNormalization
 from playground.spec import ExperimentSpec
 
 # Momentum of the batch-norm moving statistics: 0.9 settles within the few
@@ -145,7 +146,7 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
             add("Conv2D", f"block{b}_conv{c}", filters=filters, kernel_size=a.kernel_size, strides=stride,
                 padding=a.padding, use_bias=not a.batch_norm, **weights(f"block{b}_conv{c}"))
             if a.batch_norm:
-                add("BatchNormalization", f"block{b}_bn{c}", momentum=BN_MOMENTUM)
+                add("FusedBatchNormalization", f"block{b}_bn{c}", momentum=BN_MOMENTUM)
             if a.residual and c == a.convs_per_block:
                 shortcut = "block_input"
                 if a.stride != 1 or channels != filters:
@@ -154,7 +155,7 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
                         kernel_size=1, strides=a.stride, padding="same", use_bias=not a.batch_norm,
                         **weights(f"block{b}_shortcut"))
                     if a.batch_norm:
-                        add("BatchNormalization", f"block{b}_shortcut_bn", inputs=("shortcut",), output="shortcut",
+                        add("FusedBatchNormalization", f"block{b}_shortcut_bn", inputs=("shortcut",), output="shortcut",
                             momentum=BN_MOMENTUM)
                     shortcut = "shortcut"
                 add("Add", f"block{b}_add", inputs=("x", shortcut))
@@ -183,9 +184,16 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
     return steps
 
 
+# Layer classes of the playground that a plan may name, next to those of keras.layers.
+CUSTOM_LAYERS = {**preprocess.CUSTOM_LAYERS, "FusedBatchNormalization": FusedBatchNormalization}
+# How the exported code writes them: the fused batch norm is plain Keras batch norm (same weights, same maths).
+_EXPORTED_AS = {"FusedBatchNormalization": "layers.BatchNormalization"}
+
+
 def make_layer(step: Step) -> keras.layers.Layer:
     """The Keras layer of a (non-alias) step."""
-    return preprocess.make_layer(step.cls, {key: _value(v) for key, v in step.kwargs.items()})
+    cls = CUSTOM_LAYERS.get(step.cls) or getattr(keras.layers, step.cls)
+    return cls(**{key: _value(v) for key, v in step.kwargs.items()})
 
 
 def wire(steps: list[Step], input_shape: tuple[int, int, int], name: str = "cnn") -> keras.Model:
@@ -203,9 +211,9 @@ def wire(steps: list[Step], input_shape: tuple[int, int, int], name: str = "cnn"
 
 def render_call(step: Step) -> str:
     """Python source of a step's layer, e.g. `layers.Conv2D(32, ...)` (custom layers by bare class name)."""
-    prefix = "" if step.cls in preprocess.CUSTOM_LAYERS else "layers."
+    cls = _EXPORTED_AS.get(step.cls) or (step.cls if step.cls in CUSTOM_LAYERS else f"layers.{step.cls}")
     args = ", ".join(f"{key}={_source(v)}" for key, v in step.kwargs.items())
-    return f"{prefix}{step.cls}({args})"
+    return f"{cls}({args})"
 
 
 def _value(v: Any) -> Any:
