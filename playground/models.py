@@ -7,9 +7,14 @@ The model takes raw pixels (float32 0..255, uint8 arrays may be fed) and
 returns class probabilities. Its layers have stable names (listed in
 `playground.layer_plan`): "image", "augment_*", "normalize",
 "block{b}_conv{c}", "block{b}_bn{c}", "block{b}_act{c}", "block{b}_shortcut",
-"block{b}_add", "block{b}_pool", "block{b}_dropout", "flatten" or
-"global_pool", "dense{k}", "dense{k}_act", "dense{k}_dropout", "logits",
-"probabilities".
+"block{b}_shortcut_bn", "block{b}_add", "block{b}_pool", "block{b}_dropout",
+"flatten" or "global_pool", "dense{k}_dropout", "dense{k}", "dense{k}_act",
+"logits_dropout", "logits", "probabilities".
+
+Training is about twice as fast on a CPU when TensorFlow is imported with
+TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow turns oneDNN on by itself only on CPUs
+with AVX-512 VNNI/BF16 or AMX); it must be in the environment before the
+process first imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ __all__ = [
     "DEFAULT_STEPS_PER_EXECUTION",
 ]
 
-# Training steps run per call into TensorFlow (see `compile_model`).
+# Training steps run per call into TensorFlow (see `compile_model`). Measured on
+# Fashion-MNIST, batch 128, one CPU thread: 1, 8 and 32 steps cost the same within
+# noise (0.26-0.28 ms per image for 16/32 filters, 0.64-0.68 ms for 32/64), so 1
+# keeps every batch visible to progress callbacks, pause and stop.
 DEFAULT_STEPS_PER_EXECUTION = 1
 
 
