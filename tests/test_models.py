@@ -36,7 +36,7 @@ def _expected_size(size, kernel, stride, padding):
     return (size + total_pad - kernel) // stride + 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     size=st.integers(8, 32),
     blocks=st.integers(1, 3),
@@ -331,3 +331,11 @@ def test_model_accepts_uint8_and_augments_only_in_training():
     a, b = model(x, training=False), model(x.astype(np.float32), training=False)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
     assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(a))
+
+
+def test_zero_conv_blocks_give_a_dense_network():
+    spec = tiny_spec(conv_blocks=0, filters="")
+    model = models.build_model(spec, (8, 8, 1), 3)
+    assert models.conv_layer_names(model) == []
+    assert [layer.name for layer in model.layers][:3] == ["image", "normalize", "flatten"]
+    assert _exec_export(models.export_keras_code(spec, (8, 8, 1), 3))().count_params() == model.count_params()
