@@ -76,6 +76,7 @@ def _wait_script_done(page, timeout: float) -> None:
 
 
 def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     from playground.runs import RunStore
@@ -90,7 +91,7 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
         cwd=common.ROOT, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    peak_mb, home_seconds, pages = 0.0, [], []
+    peak_mb, home_seconds, home_failures, pages = 0.0, [], 0, []
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -123,10 +124,13 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
                 if time.monotonic() >= next_home:  # the home page, loaded by someone else meanwhile
                     home = browser.new_context().new_page()
                     t0 = time.monotonic()
-                    home.goto(base + "/")
-                    home.get_by_text("CNN Playground").first.wait_for(timeout=30_000)
-                    _wait_script_done(home, 30)
-                    home_seconds.append(time.monotonic() - t0)
+                    try:
+                        home.goto(base + "/", timeout=60_000)
+                        home.get_by_text("CNN Playground").first.wait_for(timeout=60_000)
+                        _wait_script_done(home, 60)
+                        home_seconds.append(time.monotonic() - t0)
+                    except (PlaywrightError, TimeoutError):
+                        home_failures += 1  # not loaded within 60 s
                     home.context.close()
                     next_home = time.monotonic() + 5
                 time.sleep(1.0)
@@ -143,7 +147,7 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
             "sessions": sessions, "max_concurrent": max_concurrent, "finished": len(done),
             "pages_showing_their_own_run": own, "distinct_owners": len({r.owner for r in runs}),
             "runs_saved": len(runs), "exception_elements": exceptions, "seconds_all_done": round(elapsed, 1),
-            "home_loads": len(home_seconds), "home_median_s": round(common.median(home_seconds), 2),
+            "home_loads": len(home_seconds), "home_not_loaded_in_60s": home_failures, "home_median_s": round(common.median(home_seconds), 2),
             "home_max_s": round(max(home_seconds, default=float("nan")), 2),
             "peak_server_tree_mb": round(peak_mb), "server_alive": server.poll() is None,
         }
