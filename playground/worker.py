@@ -32,6 +32,7 @@ from typing import Any
 # Environment variables a job carries from the app, so a warm worker uses the
 # settings (runs and data folders) the app has at submit time.
 JOB_ENV_PREFIX = "PLAYGROUND_"
+WORKER_NICENESS = 10  # CPU priority of training processes below the web server's (0 = equal)
 
 
 class Outbox:
@@ -116,6 +117,10 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
     # Ctrl+C in the terminal reaches the whole process group; the app decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Training takes every core it is given; a lower CPU priority lets the web server
+    # answer pages and slider moves at once while it trains, at little cost to training
+    # (the server is idle most of the time).
+    _lower_priority(WORKER_NICENESS)
     outbox = Outbox(events)
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
@@ -137,6 +142,14 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
         run_job(job, control, outbox)
         gc.collect()
     os._exit(0)
+
+
+def _lower_priority(increment: int) -> None:
+    """Raise this process's niceness by `increment` where the OS allows it (never fatal)."""
+    try:
+        os.nice(increment)
+    except (AttributeError, OSError):  # no os.nice (Windows) or not permitted
+        pass
 
 
 def _watch_parent(parent: int) -> None:

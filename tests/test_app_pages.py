@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from playground.runs import RunStore
 from playground.spec import DATASETS, ExperimentSpec
-from playground.ui.url_state import read_url, safe_dataset
+from playground.ui.url_state import read_url, safe_dataset, url_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = "pages/1_Playground.py"
@@ -131,6 +131,12 @@ def test_url_datasets_are_limited_to_names_and_uploads(tmp_path):
     state = read_url({"dataset": "../outside.npz", "conv_blocks": "3", "filters": "4,8", "classroom": "1"}, uploads_dir=uploads)
     assert state.spec.data.dataset == "fashion_mnist" and state.spec.arch.filters == (4, 8, 16) and state.classroom
     assert len(state.messages) == 2
+    # Links name an upload relative to the uploads folder, and such a link reads back to the same file.
+    mine = read_url({"dataset": "mine"}, uploads_dir=uploads).spec
+    params = url_params(mine, uploads_dir=uploads)
+    assert params["dataset"] == "mine"
+    assert read_url(params, uploads_dir=uploads).spec == mine
+    assert url_params(mine)["dataset"] == str((uploads / "mine").resolve())
 
 
 def test_classroom_mode_hides_advanced_controls_but_keeps_their_values():

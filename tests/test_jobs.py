@@ -76,6 +76,8 @@ def test_submit_trains_saves_and_reports_events(manager):
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
     assert any(e["type"] == "probe" and e["maps"] for e in events)
     assert manager.drain("alice", job_id) == []  # drained means gone
+    # Workers train at a lower CPU priority than the app, so pages stay quick while they train.
+    assert info.worker_pid and os.getpriority(os.PRIO_PROCESS, info.worker_pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 1
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 `sync(job_id)` drains the job's events into the session's RunProgress; the
 Playground calls it on every full run and, through `live_panel`, from a
-fragment that reruns twice a second while the job is active.
+fragment that reruns twice a second while the job trains (every 2 s while it is queued).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground.jobs import JobError, JobInfo
+from playground.jobs import FINAL_STATES, JobError, JobInfo
 from playground.progress import RunProgress, feature_grid, format_duration
 from playground.ui.session import job_manager, session_id
 
@@ -22,6 +22,9 @@ JOB_KEY = "pg_job"  # id of the session's latest job
 SEEN_FINAL_KEY = "pg_seen_final"  # job id whose end was already handled
 SHOWN_STATE_KEY = "pg_shown_state"  # (job id, state) the buttons were last drawn for
 FULL_RUN_KEY = "pg_in_full_run"  # True while the whole page runs (not just the live fragment)
+
+LIVE_REFRESH_SECONDS = 0.5  # refresh period of the live panel while a job trains
+QUEUED_REFRESH_SECONDS = 2.0  # ... and while it waits in the queue
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
@@ -190,8 +193,11 @@ def live_body(on_final: Any) -> None:
     if job is not None and job.active and p.epochs:
         st.progress(p.fraction_done)
     metrics_row(job, p)
-    curves(p)
-    feature_maps(p)
+    if job is not None and job.state == "queued" and not p.epoch_rows:
+        st.caption("The curves and feature maps appear here when training starts.")
+    else:  # a queued continuation keeps showing the curves it continues
+        curves(p)
+        feature_maps(p)
     if job is None or st.session_state.get(FULL_RUN_KEY):
         return  # the whole page is being drawn for the job as it is now
     if not job.active and st.session_state.get(SEEN_FINAL_KEY) != job.job_id:
@@ -201,10 +207,22 @@ def live_body(on_final: Any) -> None:
         st.rerun()  # the job moved on (queued -> running, paused, resumed): redraw the buttons for it
 
 
-def live_panel(active: bool, on_final: Any) -> None:
-    """`live_body` in a fragment that refreshes every 0.5 s while `active`."""
+def refresh_seconds(job: JobInfo | None) -> float | None:
+    """How often the live panel refreshes for `job`: None when nothing can change on its own.
+
+    A training job refreshes twice a second. A queued one only waits for its turn, so
+    it asks every few seconds: with a class queued on one server, their polls would
+    otherwise keep the server too busy to answer pages.
+    """
+    if job is None or job.state in FINAL_STATES or job.state == "paused":
+        return None
+    return QUEUED_REFRESH_SECONDS if job.state == "queued" else LIVE_REFRESH_SECONDS
+
+
+def live_panel(job: JobInfo | None, on_final: Any) -> None:
+    """`live_body` in a fragment that refreshes as `refresh_seconds(job)` says."""
     st.session_state[FULL_RUN_KEY] = True
     try:
-        st.fragment(run_every=0.5 if active else None)(live_body)(on_final)
+        st.fragment(run_every=refresh_seconds(job))(live_body)(on_final)
     finally:
         st.session_state[FULL_RUN_KEY] = False

@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from playground import spec as spec_module
-from playground.jobs import FINAL_STATES, JobError, JobInfo
+from playground.jobs import JobError, JobInfo
 from playground.progress import RunProgress
 from playground.settings import get_settings
 from playground.spec import DataSpec, ExperimentSpec, Problem, TrainSpec
@@ -246,7 +246,7 @@ def copy_link(spec: ExperimentSpec, classroom: bool) -> None:
     base = st.context.url or ""
     with st.popover("Copy link", icon=":material/link:"):
         st.caption("This link reproduces the whole configuration, seed included.")
-        st.code(f"{base}?{urlencode(url_params(spec, classroom=classroom))}", language=None, wrap_lines=True)
+        st.code(f"{base}?{urlencode(url_params(spec, classroom=classroom, uploads_dir=get_settings().uploads_dir))}", language=None, wrap_lines=True)
 
 
 def other_pages() -> None:
@@ -281,7 +281,7 @@ def render() -> None:
         _init_from_url()
     classroom = st.session_state[controls.CLASSROOM_KEY]
     spec, slots, problems = controls.sidebar_ui(classroom)
-    wanted = url_params(spec, classroom=classroom)
+    wanted = url_params(spec, classroom=classroom, uploads_dir=get_settings().uploads_dir)
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
     st.session_state[URL_WRITTEN_KEY] = wanted
@@ -311,8 +311,7 @@ def render() -> None:
 
     main, side = st.columns([3, 2], gap="medium")
     with main:
-        # Refresh while something can change on its own; a paused job waits for a button.
-        live.live_panel(job is not None and job.state not in FINAL_STATES + ("paused",), on_final)
+        live.live_panel(job, on_final)
         if job is not None and job.state == "done":
             live.result_panel(job)
             other_pages()

@@ -138,9 +138,24 @@ def read_url(params: Mapping[str, Any], *, uploads_dir: Path, default: Experimen
     return UrlState(spec=spec, messages=tuple(messages), classroom=classroom)
 
 
-def url_params(spec: ExperimentSpec, *, classroom: bool = False) -> dict[str, str]:
-    """The query parameters that reproduce `spec` (and the classroom switch)."""
+def url_params(spec: ExperimentSpec, *, classroom: bool = False, uploads_dir: Path | None = None) -> dict[str, str]:
+    """The query parameters that reproduce `spec` (and the classroom switch).
+
+    Args:
+        spec: the configuration.
+        classroom: add the classroom switch.
+        uploads_dir: when given, an uploaded dataset is written relative to it, so the link
+            neither shows the server's folders nor breaks when the server moves them.
+
+    Returns:
+        Parameter name -> text.
+    """
     params = spec.to_query_params()
+    if uploads_dir is not None and not spec_module.is_named_dataset(spec.data.dataset):
+        root = uploads_dir.expanduser().resolve()
+        dataset = Path(spec.data.dataset)
+        if dataset.is_absolute() and dataset.is_relative_to(root):
+            params["dataset"] = dataset.relative_to(root).as_posix()
     if classroom:
         params[CLASSROOM_KEY] = "1"
     return params
