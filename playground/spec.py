@@ -44,6 +44,8 @@ DATASET_INPUT_SHAPES = {
     "shapes": (28, 28, 1),
     "digits": (8, 8, 1),
 }
+# Training images of each named dataset that has a fixed size (the built-ins are made on demand).
+DATASET_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 NORMALIZATIONS = {
     "scale": "Scale to 0..1",
     "per_image": "Per-image whitening (mean 0, std 1)",

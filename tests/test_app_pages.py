@@ -69,6 +69,9 @@ def test_playground_page_shows_controls_layer_table_and_url():
     assert not at.button(key="pg_train").disabled and at.button(key="pg_pause").disabled
     layers = at.dataframe[0].value
     assert "block1_conv1" in list(layers["layer"]) and layers["params"].sum() > 0
+    # What Train will cost, estimated before it starts.
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimate:"))
+    assert "per epoch of" in estimate and "MFLOPs per image" in estimate
     # The whole spec is in the URL, and reading it back gives the same spec.
     assert ExperimentSpec.from_query_params(dict(at.query_params)) == ExperimentSpec().with_values(dataset="shapes")
 
@@ -78,6 +81,7 @@ def test_sliders_move_the_layer_table_and_presets_fill_the_controls():
     at.slider(key="pg_conv_blocks").set_value(3).run()
     assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(3)] == [32, 64, 128]  # doubled
     assert "block3_conv1" in list(at.dataframe[0].value["layer"])
+    assert any(c.value.startswith("Estimate:") for c in at.caption)
     at.select_slider(key="pg_filters_0").set_value(8).run()
     row = at.dataframe[0].value.set_index("layer").loc["block1_conv1"]
     assert row["output"] == "28 × 28 × 8" and row["params"] == 3 * 3 * 1 * 8  # no bias: batch norm follows

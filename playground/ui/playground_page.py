@@ -16,13 +16,14 @@ from typing import Any
 
 import streamlit as st
 
+from playground import cost
 from playground import spec as spec_module
 from playground.jobs import JobError, JobInfo
 from playground.progress import RunProgress
 from playground.settings import get_settings
 from playground.spec import DataSpec, ExperimentSpec, Problem, TrainSpec
 from playground.ui import controls, home, live
-from playground.ui.session import job_manager, session_id, set_current_run
+from playground.ui.session import job_manager, rate_calibration, session_id, set_current_run
 from playground.ui.url_state import read_url, url_params
 
 INIT_KEY = "pg_initialised"
@@ -62,6 +63,25 @@ def data_shape(spec: ExperimentSpec) -> tuple[tuple[int, int, int] | None, int |
     except datasets.DatasetError as exc:
         return None, None, str(exc)
     return tuple(dataset.input_shape), int(dataset.num_classes), ""
+
+
+def train_size(spec: ExperimentSpec) -> int | None:
+    """Training images the spec's dataset has (before sampling and the validation split); None when unreadable."""
+    from playground import datasets
+
+    name = spec.data.dataset
+    if name in spec_module.DATASET_TRAIN_SIZES:
+        return spec_module.DATASET_TRAIN_SIZES[name]
+    try:
+        return len(datasets.load_dataset(name, shapes_noise=spec.data.shapes_noise, seed=spec.seed).x_train)
+    except datasets.DatasetError:
+        return None
+
+
+def network_rows(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
+    """The layer table of `spec`'s untrained network (cached; raises ValueError/RuntimeError when it cannot be built)."""
+    key_spec = architecture_key(spec)
+    return layer_rows(key_spec.spec_id(), key_spec, tuple(input_shape), int(num_classes))
 
 
 @st.cache_data(max_entries=256, show_spinner="Building the network…")
@@ -156,8 +176,17 @@ def on_stop() -> None:
 
 
 def on_final(job: JobInfo) -> None:
-    """A job just ended: make its run the session's current model."""
+    """A job just ended: make its run the session's current model, and learn the server's speed from it."""
     st.session_state[live.SEEN_FINAL_KEY] = job.job_id
+    speed = (job.result or {}).get("images_per_second")
+    if speed:
+        input_shape, num_classes, error = data_shape(job.spec)
+        if not error:
+            try:
+                flops = sum(row["flops"] for row in network_rows(job.spec, input_shape, num_classes))
+                rate_calibration().record(flops, speed)
+            except (ValueError, RuntimeError):
+                pass  # a network that cannot be rebuilt here teaches nothing about the speed
     if job.state == "done" and job.run_id:
         set_current_run(job.run_id)
         st.session_state[RUN_SPEC_KEY] = job.spec
@@ -189,8 +218,34 @@ def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None
                       disabled=not active or state == "stopping", help="End training now and keep the model so far.")
     if blocked:
         st.error(f"Train is disabled: {blocked}", icon=":material/block:")
+    elif not active:
+        epoch_estimate(spec)
     elif not active and st.session_state.get("pg_run_id") and not same_model(st.session_state.get(RUN_SPEC_KEY), spec):
         st.caption("The settings changed the network or its data, so Train starts a new model; the last one stays saved.")
+
+
+def epoch_estimate(spec: ExperimentSpec) -> None:
+    """What Train will cost: estimated seconds per epoch and for all epochs, under the buttons."""
+    input_shape, num_classes, error = data_shape(spec)
+    size = None if error else train_size(spec)
+    if size is None:
+        return
+    try:
+        flops = sum(row["flops"] for row in network_rows(spec, input_shape, num_classes))
+    except (ValueError, RuntimeError):
+        return
+    calibration = rate_calibration()
+    images = cost.train_images(size, spec.data.sample_size, spec.data.validation_split)
+    seconds = cost.epoch_seconds(flops, images, calibration.rate())
+    total = seconds * spec.train.epochs
+    if spec.train.time_budget:
+        total = min(total, spec.train.time_budget)
+    basis = "this server's recent runs" if calibration.measured else "a typical 2-core CPU"
+    st.caption(
+        f"Estimate: {cost.rough_duration(seconds)} per epoch of {images:,} images, {cost.rough_duration(total)} "
+        f"for {spec.train.epochs} epoch(s), plus a few seconds to start ({flops / 1e6:,.1f} MFLOPs per image "
+        f"forward, at the speed of {basis})."
+    )
 
 
 def layer_table_view(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None, num_classes: int | None, classroom: bool) -> None:
@@ -200,8 +255,7 @@ def layer_table_view(spec: ExperimentSpec, input_shape: tuple[int, int, int] | N
         st.caption("The layer table appears once the dataset can be read.")
         return
     try:
-        key_spec = architecture_key(spec)
-        rows = layer_rows(key_spec.spec_id(), key_spec, tuple(input_shape), int(num_classes))
+        rows = network_rows(spec, input_shape, num_classes)
     except (ValueError, RuntimeError) as exc:
         st.caption(f"This network cannot be built: {exc}")
         return

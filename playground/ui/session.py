@@ -14,6 +14,7 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from playground.cost import RateCalibration
 from playground.jobs import JobManager, get_manager
 
 _OWNER_KEY = "pg_owner"
@@ -53,6 +54,12 @@ def job_manager() -> JobManager:
     manager = get_manager()
     manager.set_liveness(_is_connected)
     return manager
+
+
+@st.cache_resource
+def rate_calibration() -> RateCalibration:
+    """The server's training speed, learnt from finished runs, for the epoch-time estimates."""
+    return RateCalibration()
 
 
 def heartbeat() -> None:
