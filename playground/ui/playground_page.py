@@ -195,13 +195,19 @@ def on_final(job: JobInfo) -> None:
 # ----------------------------------------------------------------- views
 
 
-def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None) -> None:
-    """The five buttons, each enabled only when it can act."""
+def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None) -> Any:
+    """The five buttons, each enabled only when it can act.
+
+    Returns:
+        An empty slot under the buttons for the epoch-time estimate, or None when
+        no estimate belongs there (training, or Train disabled).
+    """
     state = job.state if job is not None else None
     active = job is not None and job.active
     st.session_state[live.SHOWN_STATE_KEY] = live.shown_state(job)
     blocked = problems[0].message if problems else ""
     progress = live.progress()
+    slot = None
     columns = st.columns(5)
     columns[0].button("Train", key="pg_train", type="primary", on_click=on_train, width="stretch",
                       disabled=bool(blocked) or (active and state != "paused"),
@@ -219,16 +225,20 @@ def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None
     if blocked:
         st.error(f"Train is disabled: {blocked}", icon=":material/block:")
     elif not active:
-        epoch_estimate(spec)
-    elif not active and st.session_state.get("pg_run_id") and not same_model(st.session_state.get(RUN_SPEC_KEY), spec):
-        st.caption("The settings changed the network or its data, so Train starts a new model; the last one stays saved.")
+        if st.session_state.get("pg_run_id") and not same_model(st.session_state.get(RUN_SPEC_KEY), spec):
+            st.caption("The settings changed the network or its data, so Train starts a new model; the last one stays saved.")
+        slot = st.empty()
+    return slot
 
 
-def epoch_estimate(spec: ExperimentSpec) -> None:
-    """What Train will cost: estimated seconds per epoch and for all epochs, under the buttons."""
-    input_shape, num_classes, error = data_shape(spec)
-    size = None if error else train_size(spec)
-    if size is None:
+def epoch_estimate(slot: Any, spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
+                   num_classes: int | None) -> None:
+    """What Train will cost: estimated seconds per epoch and for all epochs, in `slot` under the buttons.
+
+    Drawn after the layer table, whose network it reuses, so the page does not wait for it.
+    """
+    size = None if input_shape is None or num_classes is None else train_size(spec)
+    if slot is None or size is None:
         return
     try:
         flops = sum(row["flops"] for row in network_rows(spec, input_shape, num_classes))
@@ -241,7 +251,7 @@ def epoch_estimate(spec: ExperimentSpec) -> None:
     if spec.train.time_budget:
         total = min(total, spec.train.time_budget)
     basis = "this server's recent runs" if calibration.measured else "a typical 2-core CPU"
-    st.caption(
+    slot.caption(
         f"Estimate: {cost.rough_duration(seconds)} per epoch of {images:,} images, {cost.rough_duration(total)} "
         f"for {spec.train.epochs} epoch(s), plus a few seconds to start ({flops / 1e6:,.1f} MFLOPs per image "
         f"forward, at the speed of {basis})."
@@ -361,7 +371,7 @@ def render() -> None:
     for problem in unplaced:
         st.error(problem.message, icon=":material/error:")
     dataset_notice(spec, job, data_error)
-    transport(spec, problems, job)
+    estimate_slot = transport(spec, problems, job)
 
     main, side = st.columns([3, 2], gap="medium")
     with main:
@@ -371,3 +381,4 @@ def render() -> None:
             other_pages()
     with side:
         layer_table_view(spec, input_shape, num_classes, classroom)
+    epoch_estimate(estimate_slot, spec, input_shape, num_classes)
