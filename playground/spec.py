@@ -132,8 +132,8 @@ class PreprocessSpec:
 class ArchSpec:
     """The network: conv blocks, then a dense head, then logits and a softmax."""
 
-    conv_blocks: int = 2  # number of conv blocks (each: convs, [residual], pooling, [dropout])
-    filters: tuple[int, ...] = (32, 64)  # filters of each block; one entry per block
+    conv_blocks: int = 3  # number of conv blocks (each: convs, [residual], pooling, [dropout])
+    filters: tuple[int, ...] = (16, 32, 64)  # filters of each block; one entry per block
     convs_per_block: int = 1  # conv layers in each block (2 gives VGG's 3x3 stacks)
     kernel_size: int = 3  # square kernel size F of every conv
     stride: int = 1  # stride S of the first conv in each block
@@ -145,7 +145,7 @@ class ArchSpec:
     conv_dropout: float = 0.0  # dropout rate after each conv block
     residual: bool = False  # add a shortcut around the convs of each block (ResNet style)
     dense_units: tuple[int, ...] = (128,)  # hidden dense layers of the head; () = none
-    dropout: float = 0.25  # dropout rate before each dense layer of the head
+    dropout: float = 0.1  # dropout rate before each dense layer of the head
     init: str = "he"  # kernel initialiser: "he", "glorot", "normal_0.01", "truncated_normal_0.1"
     weight_decay: float = 0.0  # L2 penalty on conv and dense kernels
 
@@ -155,10 +155,10 @@ class TrainSpec:
     """How the weights are fitted."""
 
     optimizer: str = "adam"  # a name in OPTIMIZERS
-    learning_rate: float = 0.001  # initial (peak, for one-cycle) learning rate
-    schedule: str = "constant"  # learning-rate schedule over all epochs
+    learning_rate: float = 0.003  # initial (peak, for one-cycle) learning rate
+    schedule: str = "one_cycle"  # learning-rate schedule over all epochs
     batch_size: int = 128  # images per gradient step
-    epochs: int = 5  # passes over the training images
+    epochs: int = 4  # passes over the training images
     time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
 
 
@@ -250,8 +250,19 @@ class ExperimentSpec:
         """A copy with fields changed by their flat names, e.g. `with_values(filters=(8, 16), seed=3)`.
 
         Values are coerced as for URL parameters, so strings are accepted too.
+        A change of only one of `filters` and `conv_blocks` adapts the other, as the
+        sliders do: `filters=(8, 16)` means two blocks, and `conv_blocks=3` keeps the
+        filters of the first blocks and doubles the last for a new one.
         """
-        return ExperimentSpec.from_query_params(changes, base=self) if changes else self
+        if not changes:
+            return self
+        spec = ExperimentSpec.from_query_params(changes, base=self)
+        arch = spec.arch
+        if "filters" in changes and "conv_blocks" not in changes:
+            arch = replace(arch, conv_blocks=len(arch.filters))
+        elif "conv_blocks" in changes and "filters" not in changes and 0 <= arch.conv_blocks <= MAX_CONV_BLOCKS:
+            arch = replace(arch, filters=resize_filters(arch.filters, arch.conv_blocks))
+        return replace(spec, arch=arch)
 
     def spec_id(self) -> str:
         """Short stable hash of the spec, for caches and run names."""
@@ -539,7 +550,8 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "default", "Default (fast)",
-            "Two small 3x3 conv blocks with batch norm and a 128-unit head: fast on a CPU and accurate on MNIST and Fashion-MNIST.",
+            "Three small 3x3 conv blocks (16, 32, 64 filters) with batch norm, a 128-unit head and a one-cycle learning rate: "
+            "about 91% on Fashion-MNIST in under a minute on a 2-core CPU.",
             PreprocessSpec(),
             ArchSpec(),
             TrainSpec(),
@@ -550,7 +562,7 @@ PRESETS: dict[str, Preset] = {
             PreprocessSpec(),
             ArchSpec(conv_blocks=2, filters=(6, 16), kernel_size=5, padding="valid", pooling="avg",
                      activation="tanh", batch_norm=False, dense_units=(120, 84), dropout=0.0, init="glorot"),
-            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=64, epochs=5),
+            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=64, epochs=5, schedule="constant"),
         ),
         Preset(
             "mnist_5x5", "Two-layer 5x5 (32/64, 1024 dense)",
@@ -558,7 +570,7 @@ PRESETS: dict[str, Preset] = {
             PreprocessSpec(),
             ArchSpec(conv_blocks=2, filters=(32, 64), kernel_size=5, batch_norm=False, dense_units=(1024,),
                      dropout=0.5, init="truncated_normal_0.1"),
-            TrainSpec(optimizer="adam", learning_rate=0.0005, batch_size=64, epochs=5),
+            TrainSpec(optimizer="adam", learning_rate=0.0005, batch_size=64, epochs=5, schedule="constant"),
         ),
         Preset(
             "simple_convnet", "Simple convnet (30 5x5, 100 hidden)",
@@ -566,14 +578,14 @@ PRESETS: dict[str, Preset] = {
             PreprocessSpec(),
             ArchSpec(conv_blocks=1, filters=(30,), kernel_size=5, padding="valid", batch_norm=False,
                      dense_units=(100,), dropout=0.0, init="he"),
-            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=100, epochs=5),
+            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=100, epochs=5, schedule="constant"),
         ),
         Preset(
             "convnet_3x3", "32/64/128 3x3 (256 dense, dropout 0.4)",
             "Three 3x3 conv blocks with 32, 64 and 128 filters, a 256-unit dense layer and dropout 0.4.",
             PreprocessSpec(),
             ArchSpec(conv_blocks=3, filters=(32, 64, 128), dense_units=(256,), dropout=0.4),
-            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=8),
+            TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=8, schedule="constant"),
         ),
         Preset(
             "vgg_cifar", "VGG-style CIFAR (16/32/64/128)",

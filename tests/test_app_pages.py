@@ -78,9 +78,9 @@ def test_playground_page_shows_controls_layer_table_and_url():
 
 def test_sliders_move_the_layer_table_and_presets_fill_the_controls():
     at = app(PLAYGROUND, dataset="shapes")
-    at.slider(key="pg_conv_blocks").set_value(3).run()
-    assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(3)] == [32, 64, 128]  # doubled
-    assert "block3_conv1" in list(at.dataframe[0].value["layer"])
+    at.slider(key="pg_conv_blocks").set_value(4).run()
+    assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(4)] == [16, 32, 64, 128]  # doubled
+    assert "block4_conv1" in list(at.dataframe[0].value["layer"])
     assert any(c.value.startswith("Estimate:") for c in at.caption)
     at.select_slider(key="pg_filters_0").set_value(8).run()
     row = at.dataframe[0].value.set_index("layer").loc["block1_conv1"]
@@ -114,7 +114,7 @@ def test_bad_url_values_give_one_message_and_defaults(tmp_path):
     message = at.warning[0].value
     assert "could not be used" in message and str(secret) in message
     assert "filters=100000" in message and "learning_rate='banana'" in message
-    assert at.query_params["dataset"] == "fashion_mnist" and at.query_params["filters"] == "32,64"
+    assert at.query_params["dataset"] == "fashion_mnist" and at.query_params["filters"] == "16,32,64"
     assert at.query_params["epochs"] == "3"  # the good values of the link are kept
 
     at = app(PLAYGROUND, dataset="../../etc/passwd")

@@ -50,6 +50,21 @@ def test_with_values_takes_tuples_as_values():
     assert spec.arch.filters == (8, 16) and spec.arch.dense_units == () and spec.train.epochs == 3
 
 
+def test_with_values_keeps_filters_and_block_count_in_step():
+    base = ExperimentSpec()
+    assert base.with_values(filters="8,16").arch.conv_blocks == 2  # filters alone: one block per entry
+    assert base.with_values(conv_blocks=4).arch.filters == base.arch.filters + (128,)  # blocks alone: doubled
+    assert base.with_values(conv_blocks=1).arch.filters == base.arch.filters[:1]
+    assert base.with_values(conv_blocks=0).arch.filters == ()
+    # Both given: taken as they are, so a mismatch is reported, not repaired.
+    mismatched = base.with_values(conv_blocks=3, filters="8,16")
+    assert mismatched.arch.conv_blocks == 3 and mismatched.arch.filters == (8, 16) and check(mismatched)
+    # The strict parser (what a link's single field goes through) infers nothing.
+    assert ExperimentSpec.from_query_params({"filters": "8,16"}).arch.conv_blocks == base.arch.conv_blocks
+    assert check(base.with_values(conv_blocks=99))  # out of range: reported, filters untouched
+    assert base.with_values(conv_blocks=99).arch.filters == base.arch.filters
+
+
 def test_empty_dense_units_round_trip():
     spec = S.preset_spec("mini_resnet")
     assert spec.arch.dense_units == ()
@@ -101,7 +116,7 @@ def test_valid_kernel_that_does_not_fit_is_explained():
     "changes,field_name",
     [
         ({"filters": "100000,64"}, "filters"),
-        ({"conv_blocks": 3}, "filters"),
+        ({"conv_blocks": 3, "filters": "8,16"}, "filters"),
         ({"activation": "swish"}, "activation"),
         ({"learning_rate": 50.0}, "learning_rate"),
         ({"batch_size": 0}, "batch_size"),

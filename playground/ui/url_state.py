@@ -87,7 +87,7 @@ def read_url(params: Mapping[str, Any], *, uploads_dir: Path, default: Experimen
     given = [name for name in spec_module.field_names() if name in flat and name != "preset"]
     for name in given:
         try:
-            spec = spec.with_values(**{name: flat[name]})
+            spec = ExperimentSpec.from_query_params({name: flat[name]}, base=spec)  # one field, nothing inferred
         except SpecError as exc:
             messages.append(f"{_clause(exc)}; using {_shown(base, name)} instead.")
 
