@@ -24,9 +24,10 @@ States: "queued" -> "starting" -> "running" <-> "paused", then one of "done"
 died) or "failed" (one-line reason). A stop in flight shows as "stopping".
 
 A background thread relays worker events into per-job lists, notices a killed
-worker (its job becomes "stopped: the training process ended unexpectedly"
-and a replacement starts), cancels jobs whose owner sent no heartbeat for
-`grace_seconds`, and feeds the queue. Workers are daemons, also exit when the
+worker (its job becomes "stopped: the training process ended unexpectedly",
+with `run_id` set to the run its worker saved after the last finished epoch,
+if any, and a replacement starts), cancels jobs whose owner sent no heartbeat
+for `grace_seconds`, and feeds the queue. Workers are daemons, also exit when the
 app's end of their pipe closes, and are shut down at exit.
 """
 
@@ -78,7 +79,7 @@ class JobInfo:
     queue_length: int  # jobs waiting server-wide
     epoch: int  # epochs finished so far (counting from the model's first epoch)
     epochs: int  # epochs this job trains up to (0 until training starts)
-    run_id: str | None  # the saved run, once done
+    run_id: str | None  # the saved run, once done (or stopped or failed with a checkpoint)
     result: dict[str, Any] | None  # test_accuracy, test_loss, stop_reason, history, ... once done
     continue_from: str | None  # the run whose model this job keeps training
     worker_pid: int | None  # the process training it
@@ -86,6 +87,7 @@ class JobInfo:
     started: float | None
     finished: float | None
     dataset_error: bool = False  # failed because the dataset could not be loaded
+    checkpoint_epoch: int = 0  # the last epoch the worker saved as the job's run while training; 0 = none
 
     @property
     def active(self) -> bool:
@@ -129,6 +131,8 @@ class _Job:
     epoch: int = 0
     epochs: int = 0
     run_id: str | None = None
+    checkpoint_run_id: str | None = None  # the run the worker saved after its last finished epoch
+    checkpoint_epoch: int = 0  # that epoch; 0 = nothing saved yet
     result: dict[str, Any] | None = None
     dataset_error: bool = False
     worker: _Worker | None = None
@@ -341,6 +345,7 @@ class JobManager:
             started=job.started,
             finished=job.finished,
             dataset_error=job.dataset_error,
+            checkpoint_epoch=job.checkpoint_epoch,
         )
 
     def _command(self, owner: str, job_id: str, command: str) -> None:
@@ -465,6 +470,9 @@ class JobManager:
                     job.state = "running"
             elif kind == "epoch":
                 job.epoch = int(event.get("epoch", job.epoch))
+            elif kind == "checkpoint":
+                job.checkpoint_run_id = event.get("run_id")
+                job.checkpoint_epoch = int(event.get("epoch", 0))
             elif kind == "paused":
                 job.state = "paused"
             elif kind == "resumed":
@@ -477,6 +485,7 @@ class JobManager:
                 self._finish(job, "done", message)
             elif kind == "failed":
                 job.dataset_error = bool(event.get("dataset_error"))
+                job.run_id = event.get("run_id")  # the last checkpoint, when training had finished an epoch
                 self._finish(job, "failed", event.get("message", "training failed"))
             elif kind == "stopped":
                 self._finish(job, "stopped", job.message or RESET)
@@ -506,8 +515,13 @@ class JobManager:
                 return
             job = w.job
             if job is not None and job.state in ACTIVE_STATES:
-                self._finish(job, "stopped", f"stopped: {WORKER_DIED}")
-                self._append_event(job, {"type": "stopped", "job_id": job.job_id, "message": job.message})
+                message = f"stopped: {WORKER_DIED}"
+                if job.checkpoint_run_id:
+                    job.run_id = job.checkpoint_run_id  # the run as saved after its last finished epoch
+                    message = f"{message}; {worker_module.kept_epoch_note(job.checkpoint_epoch)}"
+                self._finish(job, "stopped", message)
+                self._append_event(job, {"type": "stopped", "job_id": job.job_id, "message": job.message,
+                                         "run_id": job.run_id})
             if not w.ready:
                 self._failed_starts += 1
             if self._failed_starts >= _FAILED_STARTS_BEFORE_GIVING_UP:

@@ -11,21 +11,27 @@ A run folder under the runs root (settings.runs_dir) holds
     tb/train, tb/validation  TensorBoard scalars per epoch: `tensorboard --logdir runs` shows every run
 
 A run is written into a hidden temporary folder and renamed into place when
-complete, so a half-written run is never listed. Any folder that is not a
-readable run (damaged files, a foreign folder) is listed with `damaged` set to
-the reason, and reading never raises for it. Models are only ever rebuilt from
+complete, so a half-written run is never listed. Saving again under the same
+run id (a checkpoint after each epoch, then the final run) swaps the new
+folder for the old one in one step, so the run is always whole and listed
+once. Any folder that is not a readable run (damaged files, a foreign folder)
+is listed with `damaged` set to the reason, and reading never raises for it. Models are only ever rebuilt from
 our spec.json plus model.weights.h5: never from a user's .keras file, never
 from a pickle.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import math
 import os
 import re
 import secrets
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +55,8 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # A run id is one folder name in the root: no separators, control characters or leading dot.
 _RUN_ID = re.compile(r"[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,254}")
 _TEMP_PREFIX = ".tmp-"
+_AT_FDCWD = -100  # renameat2: paths relative to the working directory
+_RENAME_EXCHANGE = 2  # renameat2 flag (Linux 3.15+): swap two existing paths atomically
 
 
 class RunStoreError(ValueError):
@@ -93,9 +101,19 @@ class RunStore:
 
     # -- writing -------------------------------------------------------------
 
+    def new_run_id(self) -> str:
+        """A fresh run id: the UTC time, sortable to the millisecond, plus a short random part.
+
+        Returns:
+            An id for `save(..., run_id=...)`, e.g. to save a run's checkpoints
+            and then its final state under one id.
+        """
+        now = datetime.now(timezone.utc)
+        return f"{now:%Y%m%d-%H%M%S}{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+
     def save(self, result: training.TrainResult, spec: ExperimentSpec, dataset_info: Any, *,
-             name: str | None = None, owner: str | None = None) -> RunRecord:
-        """Write a finished training run as a new run folder.
+             name: str | None = None, owner: str | None = None, run_id: str | None = None) -> RunRecord:
+        """Write a training run as a run folder: a new one, or one replacing an earlier save of the run.
 
         Args:
             result: what `training.train` returned.
@@ -104,27 +122,38 @@ class RunStore:
                 "class_names" and "input_shape" (like `Dataset.info()`); its other
                 plain keys are kept in meta.json under "dataset_info", and a
                 "prepare" dict (how to prepare outside images) as meta["prepare"].
-            name: the run's name; default "<preset> on <dataset> #<n>".
+            name: the run's name; default: the name of the run it replaces, else
+                "<preset> on <dataset> #<n>".
             owner: who made it (e.g. a browser session id); None = anyone.
+            run_id: the id to save under (see `new_run_id`); default a new id.
+                When a run with this id exists (e.g. a checkpoint of this run:
+                `result` from `training.train`'s `on_epoch_end`), it is replaced
+                in one step and its creation time kept. Non-finite numbers in
+                `result` (the test accuracy of a checkpoint) are stored as null.
 
         Returns:
-            The record of the new run.
+            The record of the saved run.
 
         Raises:
             RunStoreError: when the folder cannot be written (not writable, disk
-                full); the trained model in `result` is still usable.
+                full) or `run_id` names a folder that is not a run; the trained
+                model in `result` is still usable.
         """
         info = _dataset_fields(dataset_info)
-        name = _clean_name(name) if name is not None else self._default_name(spec.preset, info["name"])
-        now = datetime.now(timezone.utc)
-        run_id = f"{now:%Y%m%d-%H%M%S}{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+        run_id = self.new_run_id() if run_id is None else run_id
+        final = self._path(run_id)
+        earlier = self._earlier_meta(final)
+        if name is not None:
+            name = _clean_name(name)
+        else:
+            name = earlier.get("name") or self._default_name(spec.preset, info["name"])
         meta = {
             "format": FORMAT_VERSION,
             "name": name,
             "dataset": info["name"],
             "class_names": info["class_names"],
             "input_shape": info["input_shape"],
-            "created": now.isoformat(timespec="seconds"),
+            "created": earlier.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "owner": owner,
             "stop_reason": result.stop_reason,
             "message": result.message,
@@ -142,8 +171,8 @@ class RunStore:
             "stop_reason": result.stop_reason,
             "test_size": result.test_size,
         }
-        temp = self.root / f"{_TEMP_PREFIX}{run_id}"
-        final = self.root / run_id
+        # A fresh temporary name each time: a save killed half-way leaves its folder behind.
+        temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(2)}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             temp.mkdir()
@@ -155,7 +184,7 @@ class RunStore:
                 np.save(temp / "initial_first_conv.npy", np.asarray(result.initial_first_conv), allow_pickle=False)
             _write_tensorboard(temp / "tb", result.history)
             _write_json(temp / "meta.json", meta)  # written last: a folder with meta.json is complete
-            os.rename(temp, final)
+            _move_into_place(temp, final)
         except (OSError, tf.errors.OpError) as exc:
             shutil.rmtree(temp, ignore_errors=True)
             reason = getattr(exc, "strerror", None) or _first_line(exc)
@@ -264,6 +293,24 @@ class RunStore:
             raise RunStoreError(f"Run {run_id!r} is not inside the runs folder {self.root}.")
         return path
 
+    def _earlier_meta(self, path: Path) -> dict[str, Any]:
+        """meta.json of the run a save under `path` replaces; {} when there is none (or it is unreadable).
+
+        Raises:
+            RunStoreError: when `path` exists but is not a run folder, so it must not be replaced.
+        """
+        if not path.exists() and not path.is_symlink():
+            return {}
+        if path.is_symlink() or not path.is_dir() or not any((path / f).exists() for f in _REQUIRED_FILES):
+            raise RunStoreError(f"{path} exists and is not a run folder, so no run was saved over it.")
+        try:
+            meta = _read_json(path / "meta.json")
+        except (OSError, _Damaged):
+            return {}
+        if not isinstance(meta, dict):
+            return {}
+        return {key: meta[key] for key in ("name", "created") if isinstance(meta.get(key), str) and meta[key]}
+
     def _readable(self, run_id: str) -> RunRecord:
         record = self.load(run_id)
         if record.damaged:
@@ -348,6 +395,60 @@ def _fill(record: RunRecord, path: Path) -> None:
     with open(path / "model.weights.h5", "rb") as f:
         if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
             raise _Damaged("model.weights.h5 is not an HDF5 weights file")
+
+
+def _move_into_place(temp: Path, final: Path) -> None:
+    """Make the complete run folder `temp` the folder `final`, replacing an earlier version of it.
+
+    On Linux the two folders swap in one step, so readers (and a process
+    killed half-way) see the old run or the new one, never none. Elsewhere the
+    old folder is moved aside first: for an instant the run is not listed.
+    """
+    if not final.exists():
+        os.rename(temp, final)
+        return
+    if _exchange(temp, final):
+        shutil.rmtree(temp, ignore_errors=True)  # temp now holds the earlier version
+        return
+    aside = temp.with_name(f"{temp.name}-replaced")
+    os.rename(final, aside)
+    try:
+        os.rename(temp, final)
+    except OSError:
+        os.rename(aside, final)  # put the earlier version back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False (nothing changed) where the system cannot.
+
+    Raises:
+        OSError: when the swap is possible here but fails (e.g. permissions).
+    """
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # the kernel or file system cannot swap
+        return False
+    raise OSError(error, os.strerror(error), str(second))
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """The C library's renameat2 (Linux), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
 
 
 def _read_json(path: Path) -> Any:

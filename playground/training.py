@@ -4,11 +4,12 @@
 Keras' `model.fit` on a seeded `tf.data` pipeline of the uint8 images, and
 reports what happens through plain-dict events: a "start" event, throttled
 "batch" events (at most about 10 per second), one "epoch" event per finished
-epoch and "probe" events with the feature maps of a probe image. One Keras
-callback does all the watching: it polls `should_stop`, blocks in
-`wait_if_paused`, enforces the spec's time budget and stops a run whose loss
-diverges (NaN, inf, or 1000 times its first value), putting back the weights
-of the last good epoch.
+epoch and "probe" events with the feature maps of a probe image; an optional
+`on_epoch_end` hook receives the run as it stands after each finished epoch
+(what a checkpoint saves). One Keras callback does all the watching: it polls
+`should_stop`, blocks in `wait_if_paused`, enforces the spec's time budget and
+stops a run whose loss diverges (NaN, inf, or 1000 times its first value),
+putting back the weights of the last good epoch.
 
 Equal specs give equal histories on the CPU: every random choice (weights,
 sampling, shuffling, dropout, augmentation) follows `spec.seed`, and the
@@ -40,7 +41,8 @@ import tensorflow as tf
 from playground import datasets, devices, models
 from playground.spec import ExperimentSpec, validate
 
-STOP_REASONS = ("completed", "stopped", "time_budget", "diverged")
+# "interrupted" marks the snapshots passed to `on_epoch_end`: a run that ends there never reached its end.
+STOP_REASONS = ("completed", "stopped", "time_budget", "diverged", "interrupted")
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
 BATCH_EVENT_INTERVAL = 0.1  # seconds between two "batch" events: at most 10 per second
 DIVERGENCE_FACTOR = 1e3  # a loss this many times the first loss counts as diverged
@@ -66,12 +68,12 @@ class TrainResult:
 
     model: keras.Model  # the trained model (weights of the last good epoch after a divergence)
     history: dict[str, list[float]]  # loss, accuracy, val_loss, val_accuracy, lr per finished epoch
-    test_loss: float  # loss on the whole test set at the end
-    test_accuracy: float  # accuracy on the whole test set at the end
+    test_loss: float  # loss on the whole test set at the end (NaN in on_epoch_end snapshots: not evaluated)
+    test_accuracy: float  # accuracy on the whole test set at the end (NaN in on_epoch_end snapshots)
     epochs_completed: int  # epochs the model has finished, counting those before `initial_epoch`
     train_seconds: float  # wall time of fitting in this call, pauses excluded, test evaluation excluded
     images_per_second: float  # training images per second of the training steps (first, compiling step excluded)
-    stop_reason: str  # "completed", "stopped", "time_budget" or "diverged"
+    stop_reason: str  # "completed", "stopped", "time_budget", "diverged"; "interrupted" in on_epoch_end snapshots
     message: str  # one sentence for people: what happened and the test accuracy, or what to change
     params: int  # number of weights of the model
     initial_first_conv: np.ndarray | None  # (k, k, C_in, F) first conv kernel before any training; None without convs
@@ -175,6 +177,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     wait_if_paused: Callable[[bool], None] | None = None,
     probe_image: np.ndarray | None = None,
+    on_epoch_end: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
     """Fit the CNN of `spec` on `dataset` and evaluate it on the test set.
 
@@ -204,6 +207,13 @@ def train(
             (False) and every epoch but the last (True); it blocks while the
             user has paused. Time spent in it is not counted anywhere.
         probe_image: one uint8 (H, W, C) image whose feature maps are sent.
+        on_epoch_end: called after every finished, non-diverged epoch (after its
+            "epoch" and "probe" events, before any pause) with the run so far as
+            a TrainResult: `model` is the live model with that epoch's weights
+            (save or copy them before returning), `epochs_completed` counts
+            that epoch, history and timings are as in the final result, the
+            test set is not evaluated (test_loss and test_accuracy NaN,
+            test_size 0) and stop_reason is "interrupted". Training waits for it.
 
     Returns:
         A TrainResult.
@@ -263,6 +273,9 @@ def train(
         wait_if_paused=wait_if_paused,
         probe=_Probe(model, probe_image) if probe_image is not None else None,
         validation=_eval_batches(x_val, y_val) if len(x_val) else None,
+        initial_epoch=initial_epoch,
+        initial_first_conv=initial_first_conv,
+        on_epoch_end=on_epoch_end,
     )
     watcher.emit({
         "type": "start", "epochs": epochs, "initial_epoch": initial_epoch, "steps_per_epoch": steps_per_epoch,
@@ -376,10 +389,11 @@ def probe_layer_names(model: keras.Model) -> list[str]:
 
 
 class _Watcher(keras.callbacks.Callback):
-    """The one callback: progress events, stop, pause, time budget, divergence, probes."""
+    """The one callback: progress events, stop, pause, time budget, divergence, probes, epoch-end hook."""
 
     def __init__(self, *, spec, steps_per_epoch, batch_size, train_size, history, first_loss,
-                 on_progress, should_stop, wait_if_paused, probe, validation):
+                 on_progress, should_stop, wait_if_paused, probe, validation, initial_epoch,
+                 initial_first_conv, on_epoch_end):
         super().__init__()
         self.spec = spec
         self.epochs = spec.train.epochs
@@ -393,6 +407,9 @@ class _Watcher(keras.callbacks.Callback):
         self.wait_if_paused = wait_if_paused
         self.probe = probe
         self.validation = validation  # batches evaluated after each finished epoch (not after a stop)
+        self.initial_epoch = initial_epoch  # epochs the model had finished before this call
+        self.initial_first_conv = initial_first_conv
+        self.on_epoch_end_hook = on_epoch_end  # receives snapshot() after every finished epoch
         self.stop_reason = "completed"
         self.message = ""
         self.good_weights: list[np.ndarray] = []
@@ -420,6 +437,24 @@ class _Watcher(keras.callbacks.Callback):
 
     def images_per_second(self) -> float:
         return self._step_images / self._step_seconds if self._step_seconds > 0 else 0.0
+
+    def snapshot(self) -> TrainResult:
+        """The run as it stands after the last finished epoch, test set not evaluated (see `train`)."""
+        epochs_completed = self.initial_epoch + self.epochs_finished
+        return TrainResult(
+            model=self.model,
+            history={key: list(values) for key, values in self.history.items()},
+            test_loss=math.nan,
+            test_accuracy=math.nan,
+            epochs_completed=epochs_completed,
+            train_seconds=self.elapsed(),
+            images_per_second=self.images_per_second(),
+            stop_reason="interrupted",
+            message=(f"Interrupted after epoch {epochs_completed} of {self.epochs}, "
+                     f"before the test set was evaluated."),
+            params=int(self.model.count_params()),
+            initial_first_conv=self.initial_first_conv,
+        )
 
     def _pause_point(self, epoch_end: bool) -> None:
         if self.wait_if_paused is not None:
@@ -544,6 +579,8 @@ class _Watcher(keras.callbacks.Callback):
             "images_per_second": self._epoch_rate(), "lr": values["lr"], "elapsed": self.elapsed(),
         })
         self.send_probe(epoch + 1)
+        if self.on_epoch_end_hook is not None:
+            self.on_epoch_end_hook(self.snapshot())
         if epoch + 1 < self.epochs and not self.model.stop_training:
             self._pause_point(epoch_end=True)
             self._check_stop_and_budget()

@@ -9,8 +9,15 @@ context and talks to it over two one-way pipes:
                                   {"cmd": "shutdown"}
     events   (worker -> manager): {"type": "ready", "pid"} once TensorFlow is imported, then per job
                                   the training events of `training.train` plus
-                                  "probe_image", "paused", "resumed", and one of
+                                  "probe_image", "paused", "resumed",
+                                  {"type": "checkpoint", "run_id", "epoch"} after each
+                                  epoch's weights are saved, and one of
                                   "done" | "failed" | "stopped" with the job's "job_id".
+
+Each finished epoch is saved as the job's run (a checkpoint: test set not
+evaluated, stop reason "interrupted"), so a worker killed mid-training leaves
+its last finished epoch behind. The final save replaces that checkpoint under
+the same run id; a discarded job deletes it.
 
 The worker never outlives the app: it exits when the command pipe reaches its
 end (the manager closed it or its process died) or when its parent changes.
@@ -27,12 +34,23 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the worker imports the training stack only once it runs
+    from playground.datasets import Dataset
+    from playground.runs import RunStore
+    from playground.spec import ExperimentSpec
+    from playground.training import TrainResult
 
 # Environment variables a job carries from the app, so a warm worker uses the
 # settings (runs and data folders) the app has at submit time.
 JOB_ENV_PREFIX = "PLAYGROUND_"
 WORKER_NICENESS = 10  # CPU priority of training processes below the web server's (0 = equal)
+
+
+def kept_epoch_note(epoch: int) -> str:
+    """The words telling people which epoch a checkpointed run keeps, e.g. "the run keeps the weights of epoch 3"."""
+    return f"the run keeps the weights of epoch {epoch}"
 
 
 class Outbox:
@@ -183,7 +201,7 @@ def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> N
 
 
 def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
-    """Train one job and report how it ended ("done", "failed" or "stopped").
+    """Train one job, checkpointing each epoch, and report how it ended ("done", "failed" or "stopped").
 
     Args:
         job: the "run" command (see the module docstring).
@@ -201,13 +219,15 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
     for name, value in job.get("env", {}).items():
         if name.startswith(JOB_ENV_PREFIX):
             os.environ[name] = value
+    store = runs.RunStore()
+    # A new run id even when continuing: the continued run stays as it was, whatever happens to this job.
+    checkpoint = _Checkpoint(store, job.get("owner"), emit)
     try:
         spec = ExperimentSpec.from_json(job["spec"])
         dataset = datasets.load_for_spec(spec)
         model, initial_epoch = None, 0
         if job.get("continue_from"):
             # The saved model remembers its history, so the curves go on where they stopped.
-            store = runs.RunStore()
             previous = store.load(job["continue_from"])
             model = store.load_model(job["continue_from"])
             initial_epoch = int(previous.metrics.get("epochs_completed", 0))
@@ -224,6 +244,7 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
             should_stop=control.should_stop,
             wait_if_paused=control.wait_if_paused,
             probe_image=probe,
+            on_epoch_end=lambda progress: checkpoint.save(progress, spec, dataset),
         )
     except (datasets.DatasetError, SpecError) as exc:
         emit({"type": "failed", "message": str(exc), "dataset_error": isinstance(exc, datasets.DatasetError)})
@@ -231,9 +252,13 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
     except Exception as exc:  # report any failure as one line; the traceback goes to the server log
         traceback.print_exc(file=sys.stderr)
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        emit({"type": "failed", "message": f"Training failed: {type(exc).__name__}: {first_line}", "dataset_error": False})
+        message = f"Training failed: {type(exc).__name__}: {first_line}"
+        kept = checkpoint.epoch  # the finished epochs stay usable as the job's run
+        emit({"type": "failed", "message": f"{message}; {kept_epoch_note(kept)}" if kept else message,
+              "dataset_error": False, "run_id": checkpoint.run_id if kept else None})
         return
     if control.discard:
+        checkpoint.discard()
         emit({"type": "stopped"})
         return
     summary = {
@@ -249,13 +274,65 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
     }
     run_id, save_error = None, ""
     try:
-        record = runs.RunStore().save(result, spec, dataset, owner=job.get("owner"))
+        # Replaces the last checkpoint: one run per job.
+        record = store.save(result, spec, dataset, owner=job.get("owner"), run_id=checkpoint.run_id)
         run_id = record.run_id
     except Exception as exc:  # an unwritable folder must not lose the results on screen
-        save_error = f"The run could not be saved, so it will not appear on the other pages: {exc}"
+        if checkpoint.epoch:
+            run_id = checkpoint.run_id
+            save_error = f"The final run could not be saved ({exc}); {kept_epoch_note(checkpoint.epoch)}."
+        else:
+            save_error = f"The run could not be saved, so it will not appear on the other pages: {exc}"
     emit({"type": "done", "run_id": run_id, "save_error": save_error, **summary})
     del result, model
     import keras
 
     keras.backend.clear_session()
 
+
+class _Checkpoint:
+    """Saves a job's run after each finished epoch, under the run id its final save will use.
+
+    Args:
+        store: the job's `runs.RunStore`.
+        owner: the job's owner, stored with the run.
+        emit: sends an event of this job to the manager.
+    """
+
+    def __init__(self, store: RunStore, owner: str | None, emit: Callable[[dict[str, Any]], None]):
+        self.store = store
+        self.owner = owner
+        self.run_id: str = store.new_run_id()
+        self.epoch = 0  # the epoch whose weights the saved run holds; 0 = nothing saved
+        self._emit = emit
+
+    def save(self, progress: TrainResult, spec: ExperimentSpec, dataset: Dataset) -> None:
+        """Save the run so far (for `training.train`'s on_epoch_end) and report it with a "checkpoint" event.
+
+        Args:
+            progress: the TrainResult snapshot of the finished epoch.
+            spec: the spec being trained.
+            dataset: the dataset it trains on.
+        """
+        from playground.runs import RunStoreError
+
+        try:
+            self.store.save(progress, spec, dataset, owner=self.owner, run_id=self.run_id)
+        except RunStoreError:
+            return  # e.g. an unwritable folder: training goes on, and the final save reports it
+        except Exception:  # a checkpoint must never end the training; the traceback goes to the server log
+            traceback.print_exc(file=sys.stderr)
+            return
+        self.epoch = progress.epochs_completed
+        # Sent right after the save: a kill in between leaves a run one epoch ahead of what the manager knows.
+        self._emit({"type": "checkpoint", "run_id": self.run_id, "epoch": self.epoch})
+
+    def discard(self) -> None:
+        """Delete the saved run (the job was reset or its session ended); never raises."""
+        from playground.runs import RunStoreError
+
+        if self.epoch:
+            try:
+                self.store.delete(self.run_id)
+            except RunStoreError:
+                pass  # already deleted by its owner on another page

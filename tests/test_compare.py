@@ -1,4 +1,5 @@
-"""Run comparison helpers: which spec fields differ, table rows (damaged runs too), who may manage a run."""
+"""Run comparison helpers: which spec fields differ, table rows (damaged and interrupted runs too), run labels,
+who may manage a run."""
 
 import math
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from playground.compare import differing_fields, largest_task_group, may_manage, run_row, task_key
 from playground.runs import RunRecord
 from playground.spec import ExperimentSpec, preset_spec
+from playground.ui.run_picker import run_label
 
 
 def record(spec=ExperimentSpec(), **changes):
@@ -40,6 +42,17 @@ def test_run_row_columns_and_damaged_rows():
     broken = run_row(record(None, name="", metrics={"test_accuracy": math.nan}, damaged="metrics.json is not valid JSON"), ["filters"])
     assert broken["status"] == "damaged: metrics.json is not valid JSON"
     assert broken["test accuracy"] is None and broken["filters"] == "" and broken["name"] == "20250101-000000000-abcd"
+
+
+def test_a_run_saved_after_an_epoch_has_no_test_accuracy_and_says_so():
+    # As RunStore reads a checkpoint: the test accuracy stored as null comes back as NaN.
+    interrupted = record(ExperimentSpec().with_values(dataset="shapes"), metrics={
+        "test_accuracy": math.nan, "test_loss": math.nan, "params": 1234, "train_seconds": 3.5,
+        "images_per_second": 800.0, "epochs_completed": 3, "stop_reason": "interrupted", "test_size": 0})
+    row = run_row(interrupted)
+    assert row["test accuracy"] is None and row["epochs trained"] == 3 and row["status"] == "interrupted"
+    assert run_label(interrupted) == "run · shapes · test acc – · 2025-01-01 10:20"
+    assert run_label(record(ExperimentSpec().with_values(dataset="shapes"))) == "run · shapes · test acc 90.0% · 2025-01-01 10:20"
 
 
 def test_task_groups_for_ensembles():

@@ -5,6 +5,7 @@ runs go to its own tmp folder because a job carries the PLAYGROUND_* settings
 of the moment it was submitted.
 """
 
+import math
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from playground import jobs
+from playground import datasets, jobs
 from playground.jobs import JobError, JobManager
 from playground.runs import RunStore
 from playground.spec import ExperimentSpec
@@ -69,11 +71,15 @@ def test_submit_trains_saves_and_reports_events(manager):
     assert 0.0 <= info.result["test_accuracy"] <= 1.0
     record = RunStore().load(info.run_id)
     assert record.owner == "alice" and record.metrics["epochs_completed"] == 2
+    assert record.metrics["stop_reason"] == "completed" and record.metrics["test_accuracy"] == info.result["test_accuracy"]
+    assert [r.run_id for r in RunStore().list_runs()] == [info.run_id]  # its checkpoints were replaced
 
     events = manager.drain("alice", job_id)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "probe_image" and "start" in kinds and kinds[-1] == "done"
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    assert [(e["run_id"], e["epoch"]) for e in events if e["type"] == "checkpoint"] == [(info.run_id, 1), (info.run_id, 2)]
+    assert info.checkpoint_epoch == 2
     assert any(e["type"] == "probe" and e["maps"] for e in events)
     assert manager.drain("alice", job_id) == []  # drained means gone
     # Workers train at a lower CPU priority than the app, so pages stay quick while they train.
@@ -176,18 +182,76 @@ def test_jobs_of_a_session_that_is_gone_are_cancelled(manager):
     assert RunStore().list_runs(owner="ghost") == []  # cancelled runs are not saved
 
 
+def checkpoint_events(manager, owner, job_id, seen):
+    """Drain the job's events into `seen`; return the "checkpoint" events so far."""
+    seen.extend(manager.drain(owner, job_id))
+    return [e for e in seen if e["type"] == "checkpoint"]
+
+
 @pytest.mark.slow
 def test_a_killed_worker_is_reported_and_replaced(manager):
     job_id = manager.submit("alice", SLOW)
-    info = wait_for(lambda: (i := manager.info("alice", job_id)).state == "running" and i, what="training")
-    os.kill(info.worker_pid, signal.SIGKILL)
+    events = []
+    wait_for(lambda: checkpoint_events(manager, "alice", job_id, events), what="the first saved epoch")
+    info = manager.info("alice", job_id)
+    os.kill(info.worker_pid, signal.SIGKILL)  # while it trains: maybe in the middle of saving an epoch
     ended = manager.wait("alice", job_id, 30)
-    assert ended.state == "stopped"
-    assert ended.status_line == "stopped: the training process ended unexpectedly"
+    assert ended.state == "stopped" and ended.run_id and ended.checkpoint_epoch >= 1
+    saved = checkpoint_events(manager, "alice", job_id, events)
+    assert saved[-1] == {"type": "checkpoint", "job_id": job_id, "run_id": ended.run_id, "epoch": ended.checkpoint_epoch}
+    assert ended.status_line == (f"stopped: the training process ended unexpectedly; "
+                                 f"the run keeps the weights of epoch {ended.checkpoint_epoch}")
+    assert events[-1]["type"] == "stopped" and events[-1]["run_id"] == ended.run_id
     assert info.worker_pid not in manager.worker_pids()
 
+    # The run keeps its last saved epoch: listed once, loadable, its model predicts.
+    store = RunStore()
+    assert [r.run_id for r in store.list_runs(owner="alice")] == [ended.run_id]
+    record = store.load(ended.run_id)
+    assert not record.damaged and record.metrics["epochs_completed"] == ended.checkpoint_epoch
+    assert record.metrics["stop_reason"] == "interrupted" and math.isnan(record.metrics["test_accuracy"])
+    assert len(record.history["loss"]) == ended.checkpoint_epoch
+    data = datasets.load_for_spec(record.spec)
+    probabilities = store.load_model(ended.run_id)(data.x_test[:8].astype(np.float32), training=False).numpy()
+    assert probabilities.shape == (8, len(record.class_names)) and np.allclose(probabilities.sum(axis=1), 1.0)
+
     next_job = manager.submit("alice", TINY.with_values(epochs="1"))
-    assert manager.wait("alice", next_job, TIMEOUT).state == "done"
+    done = manager.wait("alice", next_job, TIMEOUT)
+    assert done.state == "done" and done.run_id != ended.run_id
+    assert {r.run_id for r in store.list_runs(owner="alice")} == {ended.run_id, done.run_id}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_before_its_first_epoch_leaves_no_run(manager):
+    job_id = manager.submit("alice", SLOW)
+    manager.pause("alice", job_id)  # holds it after its first batch, so no epoch can finish
+    info = wait_for(lambda: (i := manager.info("alice", job_id)).state == "paused" and i, what="the pause")
+    os.kill(info.worker_pid, signal.SIGKILL)
+    ended = manager.wait("alice", job_id, 30)
+    assert ended.state == "stopped" and ended.run_id is None and ended.checkpoint_epoch == 0
+    assert ended.status_line == "stopped: the training process ended unexpectedly"
+    assert RunStore().list_runs() == []
+
+
+@pytest.mark.slow
+def test_a_killed_continuation_keeps_the_run_it_continued(manager):
+    first = manager.wait("alice", manager.submit("alice", TINY), TIMEOUT)
+    store = RunStore()
+    before = store.load(first.run_id)
+    job_id = manager.submit("alice", SLOW, continue_from=first.run_id)
+    events = []
+    wait_for(lambda: checkpoint_events(manager, "alice", job_id, events), what="the first saved epoch")
+    os.kill(manager.info("alice", job_id).worker_pid, signal.SIGKILL)
+    ended = manager.wait("alice", job_id, 30)
+    assert ended.state == "stopped" and ended.run_id not in (None, first.run_id)
+    assert ended.checkpoint_epoch >= 3  # counted from the continued model's first epoch
+
+    after = store.load(first.run_id)  # the continued run is untouched
+    assert after.metrics == before.metrics and after.history == before.history
+    continued = store.load(ended.run_id)
+    assert continued.metrics["epochs_completed"] == ended.checkpoint_epoch
+    assert continued.history["loss"][:2] == before.history["loss"]
+    assert {r.run_id for r in store.list_runs()} == {first.run_id, ended.run_id}
 
 
 @pytest.mark.slow

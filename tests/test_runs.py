@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from playground import datasets, training
+from playground import datasets, runs, training
 from playground.runs import RunStore, RunStoreError
 from playground.spec import preset_spec
 
@@ -192,3 +192,72 @@ def test_a_loaded_model_continues_with_its_history(trained, spec, shapes):
     assert more.history["loss"][:2] == trained.history["loss"]
     np.testing.assert_array_equal(more.initial_first_conv, trained.initial_first_conv)
     assert all(math.isfinite(v) for v in more.history["val_loss"])
+
+
+def test_checkpoints_then_the_final_save_make_one_run(tmp_path, spec, shapes):
+    store = RunStore()
+    run_id = store.new_run_id()
+    x = shapes.x_test[:32].astype(np.float32)
+    checkpoints = []
+
+    def checkpoint(progress):  # as a training worker does after every finished epoch
+        record = store.save(progress, spec, shapes, owner="a", run_id=run_id)
+        loaded = store.load_model(run_id)(x, training=False).numpy()
+        listed = [r.run_id for r in store.list_runs()]
+        checkpoints.append((record, loaded, progress.model(x, training=False).numpy(), listed))
+        if len(checkpoints) == 1:
+            store.rename(run_id, "my run")  # renamed on another page while it trains
+
+    result = training.train(spec, shapes, on_epoch_end=checkpoint)
+    assert [c[0].run_id for c in checkpoints] == [run_id, run_id]
+    for epoch, (record, loaded, live, listed) in enumerate(checkpoints, start=1):
+        assert listed == [run_id]  # listed while training, once
+        assert record.metrics["epochs_completed"] == epoch and len(record.history["loss"]) == epoch
+        assert record.metrics["stop_reason"] == "interrupted" and math.isnan(record.metrics["test_accuracy"])
+        assert record.message.startswith(f"Interrupted after epoch {epoch} of 2") and record.owner == "a"
+        np.testing.assert_allclose(loaded, live, atol=1e-6)  # the weights of that epoch
+    first, second = checkpoints[0][0], checkpoints[1][0]
+    assert first.name == "default on shapes #1" and second.name == "my run" and second.created == first.created
+    assert json.loads((first.path / "metrics.json").read_text())["test_accuracy"] is None  # unknown, not a number
+
+    final = store.save(result, spec, shapes, owner="a", run_id=run_id)
+    assert [r.run_id for r in store.list_runs()] == [run_id]  # replaced, not a second run
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_id]  # no temporary folder left
+    assert final.name == "my run" and final.created == first.created
+    assert final.metrics["test_accuracy"] == result.test_accuracy and final.metrics["stop_reason"] == "completed"
+    np.testing.assert_allclose(store.load_model(run_id)(x, training=False).numpy(),
+                               result.model(x, training=False).numpy(), atol=1e-6)
+
+
+def test_replacing_a_run_where_folders_cannot_be_swapped(tmp_path, trained, spec, shapes, monkeypatch):
+    monkeypatch.setattr(runs, "_exchange", lambda first, second: False)  # e.g. macOS or Windows
+    store = RunStore()
+    earlier = store.save(trained, spec, shapes, name="earlier")
+    replaced = store.save(trained, spec.with_values(seed=7), shapes, run_id=earlier.run_id)
+    assert replaced.run_id == earlier.run_id and replaced.name == "earlier" and replaced.spec.seed == 7
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [earlier.run_id]
+
+
+def test_a_failed_save_keeps_the_run_it_would_replace(tmp_path, trained, spec, shapes, monkeypatch):
+    store = RunStore()
+    earlier = store.save(trained, spec, shapes)
+
+    def disk_full(folder, history):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs, "_write_tensorboard", disk_full)
+    with pytest.raises(RunStoreError, match="No space left on device"):
+        store.save(trained, spec.with_values(seed=7), shapes, run_id=earlier.run_id)
+    assert store.load(earlier.run_id).spec == spec and store.load_model(earlier.run_id) is not None
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [earlier.run_id]
+
+
+def test_saving_under_an_id_never_replaces_a_folder_that_is_not_a_run(tmp_path, trained, spec, shapes):
+    store = RunStore()
+    (tmp_path / "runs" / "holiday photos").mkdir(parents=True)
+    (tmp_path / "runs" / "holiday photos" / "beach.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(RunStoreError, match="is not a run folder, so no run was saved over it"):
+        store.save(trained, spec, shapes, run_id="holiday photos")
+    with pytest.raises(RunStoreError, match="Not a run id"):
+        store.save(trained, spec, shapes, run_id="../elsewhere")
+    assert [p.name for p in (tmp_path / "runs" / "holiday photos").iterdir()] == ["beach.jpg"]

@@ -148,6 +148,49 @@ def test_step_then_continue_gives_the_same_curves_as_one_run(shapes, reference):
     np.testing.assert_array_equal(rest.initial_first_conv, whole.initial_first_conv)
 
 
+def test_on_epoch_end_gets_each_finished_epoch_and_changes_nothing(shapes, reference):
+    whole = reference[0]
+    seen = []
+
+    def keep(progress):  # what a checkpoint saves, copied: the model trains on after the call
+        seen.append((progress, [w.copy() for w in progress.model.get_weights()]))
+
+    result = training.train(small_spec(), shapes, on_epoch_end=keep)
+    assert result.history == whole.history and result.test_loss == whole.test_loss
+    assert [p.epochs_completed for p, _ in seen] == [1, 2]
+    for progress, _ in seen:
+        count = progress.epochs_completed
+        assert progress.history == {k: v[:count] for k, v in whole.history.items()}
+        assert math.isnan(progress.test_accuracy) and math.isnan(progress.test_loss) and progress.test_size == 0
+        assert progress.stop_reason == "interrupted" and progress.stop_reason in training.STOP_REASONS
+        assert progress.message == f"Interrupted after epoch {count} of 2, before the test set was evaluated."
+        assert progress.params == result.params and progress.train_seconds > 0 and progress.images_per_second > 0
+        np.testing.assert_array_equal(progress.initial_first_conv, result.initial_first_conv)
+    # The last snapshot holds the final weights; the first one those of epoch 1.
+    for saved, final in zip(seen[-1][1], result.model.get_weights()):
+        np.testing.assert_array_equal(saved, final)
+    assert not np.array_equal(seen[0][1][0], seen[1][1][0])
+
+
+def test_on_epoch_end_skips_a_partial_epoch_and_counts_on_when_continued(shapes, reference):
+    spec, whole, seen = small_spec(), reference[0], []
+    stepped = {"done": False}
+
+    def wait_if_paused(epoch_end):
+        stepped["done"] = stepped["done"] or epoch_end
+
+    def keep(progress):
+        seen.append((progress.epochs_completed, len(progress.history["loss"])))
+
+    first = training.train(spec, shapes, wait_if_paused=wait_if_paused, should_stop=lambda: stepped["done"],
+                           on_epoch_end=keep)
+    assert first.epochs_completed == 1 and seen == [(1, 1)]
+    stopped = training.train(spec, shapes, should_stop=lambda: True, on_epoch_end=keep)
+    assert stopped.epochs_completed == 0 and seen == [(1, 1)]  # stopped in its first epoch: no call
+    rest = training.train(spec, shapes, model=first.model, initial_epoch=1, on_epoch_end=keep)
+    assert seen == [(1, 1), (2, 2)] and rest.history == whole.history
+
+
 def test_same_spec_and_seed_give_identical_runs(shapes, reference):
     first = reference[0]
     again = training.train(small_spec(), shapes)  # dropout (0.25 in this preset) draws repeat too

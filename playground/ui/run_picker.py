@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import streamlit as st
@@ -10,12 +11,16 @@ from playground.ui.session import current_run_id
 
 
 def run_label(record: Any, mine: str | None = None) -> str:
-    """One line naming a run, e.g. "My run · shapes · test acc 93.1% · 2025-01-02 10:00"."""
+    """One line naming a run, e.g. "My run · shapes · test acc 93.1% · 2025-01-02 10:00".
+
+    A run without a test accuracy (one saved after an epoch, its training
+    interrupted) shows "test acc –".
+    """
     accuracy = record.metrics.get("test_accuracy")
     parts = [record.name or record.run_id]
     parts.append(str(record.spec.data.dataset).rsplit("/", 1)[-1])
-    if accuracy is not None:
-        parts.append(f"test acc {accuracy:.1%}")
+    known = isinstance(accuracy, (int, float)) and math.isfinite(accuracy)
+    parts.append(f"test acc {accuracy:.1%}" if known else "test acc –")
     parts.append(str(record.created)[:16].replace("T", " "))
     label = " · ".join(parts)
     return f"{label} (this session's latest)" if record.run_id == mine else label
