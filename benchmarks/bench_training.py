@@ -13,12 +13,15 @@ runs alternated in one invocation, so both see the same machine load.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from benchmarks import common
 
 common.setup_path()
+
+from playground import cost  # noqa: E402  (after setup_path)
 
 
 # ---------------------------------------------------------------------------
@@ -176,26 +179,53 @@ def bench_throughput(args) -> str:
     )
 
 
+def _with_onednn(enabled: bool, fn):
+    """Call `fn` with TF_ENABLE_ONEDNN_OPTS set for the children it starts."""
+    before = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if enabled else "0"
+    try:
+        return fn()
+    finally:
+        if before is None:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS")
+        else:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = before
+
+
 def bench_efficiency(args) -> str:
     peak = common.median([common.run_child("bench_training", ["peak"])["flops_per_second"] for _ in range(3)])
     flops = common.run_child("bench_training", ["flops", *_child_args(args)])["forward_flops"]
-    rates = [common.run_child("bench_training", ["train", *_child_args(args)])["images_per_second"] for _ in range(args.repeats)]
-    achieved = common.median(rates) * flops * 3  # backward pass ~ 2x forward
+    on, off = [], []
+    for _ in range(args.repeats):  # alternated, so both see the same load
+        for enabled, rates in ((True, on), (False, off)):
+            rates.append(_with_onednn(enabled, lambda: common.run_child(
+                "bench_training", ["train", *_child_args(args)]))["images_per_second"])
+    rows = []
+    for label, rates in (("on (the app's setting)", on), ("off", off)):
+        achieved = common.median(rates) * flops * cost.TRAIN_FLOPS_PER_FORWARD
+        rows.append([args.preset, label, flops / 1e6, common.median(rates), achieved / 1e9, peak / 1e9, achieved / peak])
     return common.table(
-        ["preset", "forward MFLOP/image", "images/s", "achieved GFLOP/s (3x forward)", "matmul peak GFLOP/s", "fraction of peak"],
-        [[args.preset, flops / 1e6, common.median(rates), achieved / 1e9, peak / 1e9, achieved / peak]],
-    )
+        ["preset", "oneDNN", "forward MFLOP/image", "images/s", "achieved GFLOP/s (3x forward)", "matmul peak GFLOP/s",
+         "fraction of peak"], rows,
+    ) + f"\n\noneDNN on/off speed ratio: {common.median(on) / common.median(off):.2f}"
 
 
 def bench_scale(args) -> str:
+    from playground import spec as spec_module
+
     rows = []
-    for sample in (args.sample // 2, args.sample, args.sample * 2):
-        for width in (1, 2, 4):
+    base = args.sample or 8000
+    for width in (1, 2, 4):
+        flops = common.run_child("bench_training", ["flops", *_child_args(args, width=width)])["forward_flops"]
+        for sample in (base // 2, base, base * 2):
             r = [common.run_child("bench_training", ["train", *_child_args(args, sample=sample, width=width, epochs=1)])
                  for _ in range(args.repeats)]
-            rows.append([sample, f"x{width}", r[0]["params"], common.median([x["seconds_per_epoch"] for x in r]),
-                         common.median([x["images_per_second"] for x in r]), max(x["peak_rss_mb"] for x in r)])
-    return common.table(["train images", "filters", "params", "s/epoch", "images/s", "peak MB"], rows)
+            images = cost.train_images(sample, sample, spec_module.DataSpec().validation_split)
+            rows.append([sample, f"x{width}", r[0]["params"], flops / 1e6, common.median([x["seconds_per_epoch"] for x in r]),
+                         cost.epoch_seconds(flops, images), common.median([x["images_per_second"] for x in r]),
+                         max(x["peak_rss_mb"] for x in r)])
+    return common.table(["train images", "filters", "params", "forward MFLOP", "s/epoch", "estimated s/epoch (default rate)",
+                         "images/s", "peak MB"], rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -143,6 +143,13 @@ def test_url_datasets_are_limited_to_names_and_uploads(tmp_path):
     assert url_params(mine)["dataset"] == str((uploads / "mine").resolve())
 
 
+def test_a_link_with_filters_alone_sets_the_block_count(tmp_path):
+    state = read_url({"filters": "4,8"}, uploads_dir=tmp_path)
+    assert state.spec.arch.conv_blocks == 2 and state.spec.arch.filters == (4, 8) and not state.messages
+    state = read_url({"filters": "100000"}, uploads_dir=tmp_path)  # refused: blocks and filters stay the default's
+    assert state.spec.arch == ExperimentSpec().arch and len(state.messages) == 1
+
+
 def test_classroom_mode_hides_advanced_controls_but_keeps_their_values():
     at = app(PLAYGROUND, dataset="shapes", convs_per_block="2", classroom="1")
     keys = {w.key for w in at.slider} | {w.key for w in at.selectbox} | {w.key for w in at.toggle}
@@ -178,6 +185,7 @@ def test_train_through_the_widgets_continue_and_reset():
     at = app(PLAYGROUND)
     at.selectbox(key="pg_dataset").select("shapes").run()
     at.select_slider(key="pg_sample_size").set_value(300)
+    at.slider(key="pg_conv_blocks").set_value(2).run()
     at.select_slider(key="pg_filters_0").set_value(4)
     at.select_slider(key="pg_filters_1").set_value(8)
     at.text_input(key="pg_dense_units").input("16")

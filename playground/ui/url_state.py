@@ -111,6 +111,9 @@ def read_url(params: Mapping[str, Any], *, uploads_dir: Path, default: Experimen
         )
         filters = base.arch.filters
         given.remove("filters")
+    if "filters" in given and "conv_blocks" not in given and len(filters) <= spec_module.MAX_CONV_BLOCKS:
+        blocks = len(filters)  # ?filters=8,16 means two blocks, as with_values reads it
+        spec = replace(spec, arch=replace(spec.arch, conv_blocks=blocks))
     if len(filters) != blocks and 0 <= blocks <= spec_module.MAX_CONV_BLOCKS:
         resized = spec_module.resize_filters(filters, blocks)
         if "filters" in given:
