@@ -102,7 +102,8 @@ else:
         r = by_id[run_id]
         acc, params = r.metrics.get("test_accuracy", float("nan")), int(r.metrics.get("params", 0))
         meets = target is not None and target.is_met(r.spec.data.dataset, acc, params)
-        return f"{r.name} · {r.spec.data.dataset} · {acc:.2%} · {params:,} parameters" + (" · meets the target" if meets else "")
+        shown = f"{acc:.2%}" if acc == acc else "test acc –"  # NaN: an interrupted run, never evaluated
+        return f"{r.name} · {r.spec.data.dataset} · {shown} · {params:,} parameters" + (" · meets the target" if meets else "")
 
     chosen = st.selectbox("Your run", list(by_id), format_func=own_label, key="challenge_run")
     if chosen in on_board:

@@ -10,14 +10,14 @@ context and talks to it over two one-way pipes:
     events   (worker -> manager): {"type": "ready", "pid"} once TensorFlow is imported, then per job
                                   the training events of `training.train` plus
                                   "probe_image", "paused", "resumed",
-                                  {"type": "checkpoint", "run_id", "epoch"} after each
+                                  {"type": "checkpoint", "run_id", "epoch"} after an
                                   epoch's weights are saved, and one of
                                   "done" | "failed" | "stopped" with the job's "job_id".
 
-Each finished epoch is saved as the job's run (a checkpoint: test set not
-evaluated, stop reason "interrupted"), so a worker killed mid-training leaves
-its last finished epoch behind. The final save replaces that checkpoint under
-the same run id; a discarded job deletes it.
+Finished epochs are saved as the job's run (a checkpoint: test set not
+evaluated, stop reason "interrupted"; at most one save per CHECKPOINT_INTERVAL_S),
+so a worker killed mid-training leaves its last saved epoch behind. The final
+save replaces that checkpoint under the same run id; a discarded job deletes it.
 
 The worker never outlives the app: it exits when the command pipe reaches its
 end (the manager closed it or its process died) or when its parent changes.
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the worker imports the training stack only once it runs
 # Environment variables a job carries from the app, so a warm worker uses the
 # settings (runs and data folders) the app has at submit time.
 JOB_ENV_PREFIX = "PLAYGROUND_"
+CHECKPOINT_INTERVAL_S = 2.0  # at most one checkpoint save per this many seconds of a job
 WORKER_NICENESS = 10  # CPU priority of training processes below the web server's (0 = equal)
 
 
@@ -291,7 +292,11 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
 
 
 class _Checkpoint:
-    """Saves a job's run after each finished epoch, under the run id its final save will use.
+    """Saves a job's run after finished epochs, under the run id its final save will use.
+
+    A save costs about 0.1 s, so epochs shorter than CHECKPOINT_INTERVAL_S are saved
+    only every that many seconds: a kill then loses at most that much training, and
+    toy runs with sub-second epochs do not slow down by a third.
 
     Args:
         store: the job's `runs.RunStore`.
@@ -305,6 +310,7 @@ class _Checkpoint:
         self.run_id: str = store.new_run_id()
         self.epoch = 0  # the epoch whose weights the saved run holds; 0 = nothing saved
         self._emit = emit
+        self._last_save = time.monotonic()  # the job's start counts as a save for the interval
 
     def save(self, progress: TrainResult, spec: ExperimentSpec, dataset: Dataset) -> None:
         """Save the run so far (for `training.train`'s on_epoch_end) and report it with a "checkpoint" event.
@@ -316,6 +322,9 @@ class _Checkpoint:
         """
         from playground.runs import RunStoreError
 
+        if time.monotonic() - self._last_save < CHECKPOINT_INTERVAL_S:
+            return
+        self._last_save = time.monotonic()
         try:
             self.store.save(progress, spec, dataset, owner=self.owner, run_id=self.run_id)
         except RunStoreError:

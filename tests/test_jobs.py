@@ -78,8 +78,11 @@ def test_submit_trains_saves_and_reports_events(manager):
     kinds = [e["type"] for e in events]
     assert kinds[0] == "probe_image" and "start" in kinds and kinds[-1] == "done"
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
-    assert [(e["run_id"], e["epoch"]) for e in events if e["type"] == "checkpoint"] == [(info.run_id, 1), (info.run_id, 2)]
-    assert info.checkpoint_epoch == 2
+    # Checkpoints (at most one per CHECKPOINT_INTERVAL_S, so a short run may have none) use the run's id.
+    saved = [(e["run_id"], e["epoch"]) for e in events if e["type"] == "checkpoint"]
+    assert all(run_id == info.run_id for run_id, _ in saved)
+    assert [epoch for _, epoch in saved] == sorted({epoch for _, epoch in saved}) and set(e for _, e in saved) <= {1, 2}
+    assert info.checkpoint_epoch == (saved[-1][1] if saved else 0)
     assert any(e["type"] == "probe" and e["maps"] for e in events)
     assert manager.drain("alice", job_id) == []  # drained means gone
     # Workers train at a lower CPU priority than the app, so pages stay quick while they train.

@@ -111,7 +111,9 @@ def describe(network: Network) -> None:
         record = network.record
         accuracy = record.metrics.get("test_accuracy")
         epochs = record.metrics.get("epochs_completed")
-        facts = [f"test accuracy {accuracy:.1%}" if accuracy is not None else "", f"{epochs} epoch(s)" if epochs else ""]
+        known = accuracy is not None and accuracy == accuracy  # NaN: a checkpoint of an interrupted run
+        facts = [f"test accuracy {accuracy:.1%}" if known else "not evaluated on the test set (interrupted)",
+                 f"{epochs} epoch(s)" if epochs else ""]
         st.success(
             f"Trained run **{record.name or record.run_id}** on {record.dataset or network.spec.data.dataset}"
             + (f": {', '.join(f for f in facts if f)}." if any(facts) else "."),

@@ -187,7 +187,7 @@ def on_final(job: JobInfo) -> None:
                 rate_calibration().record(flops, speed)
             except (ValueError, RuntimeError):
                 pass  # a network that cannot be rebuilt here teaches nothing about the speed
-    if job.state == "done" and job.run_id:
+    if job.run_id:  # done, or stopped with its last saved epoch (a checkpoint)
         set_current_run(job.run_id)
         st.session_state[RUN_SPEC_KEY] = job.spec
 
