@@ -193,7 +193,8 @@ def train(
             {"type": "start", "epochs", "initial_epoch", "steps_per_epoch", "batch_size", "params",
              "train_size", "val_size"}
             {"type": "batch", "epoch", "step", "steps", "seen", "loss", "accuracy",
-             "images_per_second", "elapsed"}   at most ~10 per second
+             "images_per_second", "elapsed"}   at most ~10 per second; for a new model a first
+             one at step 0 (no "images_per_second"): the untrained model on the first batch
             {"type": "epoch", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
              "seconds", "images_per_second", "lr", "elapsed"}   after every finished epoch
             {"type": "probe", "epoch", "maps": {layer_name: float32 (H, W, F)}}   when
@@ -283,6 +284,8 @@ def train(
         "train_size": int(len(x_train)), "val_size": int(len(x_val)),
     })
     watcher.send_probe(initial_epoch)
+    if initial_epoch == 0:
+        watcher.emit(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
 
     model.fit(
         _training_batches(x_train, y_train, batch_size, spec.seed, initial_epoch, epochs),
@@ -314,6 +317,28 @@ def train(
         initial_first_conv=initial_first_conv,
         test_size=int(len(dataset.x_test)),
     )
+
+
+def _untrained_point(model: keras.Model, x: np.ndarray, y: np.ndarray, steps_per_epoch: int) -> Event:
+    """The curves' first point: loss and accuracy of the untrained model on the first batch.
+
+    One eager forward pass (inference mode), so it reaches the page before the first
+    training step has compiled: the curves start at the loss of guessing.
+
+    Args:
+        model: the freshly built model.
+        x: (n, H, W, C) uint8 images of the first training batch.
+        y: (n,) int labels.
+        steps_per_epoch: batches per epoch (for the point's position).
+
+    Returns:
+        A "batch" event at step 0 of epoch 1.
+    """
+    probabilities = model(x, training=False)  # (n, classes)
+    loss = keras.losses.sparse_categorical_crossentropy(y, probabilities)  # (n,)
+    accuracy = np.mean(np.argmax(np.asarray(probabilities), axis=-1) == y)
+    return {"type": "batch", "epoch": 1, "step": 0, "steps": steps_per_epoch, "seen": 0,
+            "loss": float(np.mean(np.asarray(loss))), "accuracy": float(accuracy), "elapsed": 0.0}
 
 
 def _training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,

@@ -55,6 +55,12 @@ def test_events_history_probes_and_result(shapes, reference):
     assert all(e["seconds"] > 0 and e["images_per_second"] > 0 for e in epoch_events)
 
     batches = [e for e in events if e["type"] == "batch"]
+    # First the untrained model on the first batch (sent before the first step compiles): about
+    # the loss of guessing among the classes.
+    untrained, batches = batches[0], batches[1:]
+    assert kinds.index("batch") == 2 and untrained["step"] == 0 and untrained["seen"] == 0
+    assert "images_per_second" not in untrained
+    assert abs(untrained["loss"] - math.log(shapes.num_classes)) < 1.0 and 0 <= untrained["accuracy"] <= 1
     assert batches[0]["epoch"] == 1 and batches[0]["step"] == 1 and batches[0]["seen"] == 32
     assert all(1 <= b["step"] <= b["steps"] == 10 and math.isfinite(b["loss"]) for b in batches)
 
