@@ -84,7 +84,7 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pg-load-"))
     port = _free_port()
     env = {**os.environ, "PLAYGROUND_RUNS_DIR": str(root / "runs"), "PLAYGROUND_DATA_DIR": str(root / "data"),
-           "PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],

@@ -26,7 +26,7 @@ from playground.leaderboard import TEACHER_CODE_ENV
 from playground.runs import RunStore, RunStoreError
 from playground.settings import get_settings
 from playground.ui.run_picker import run_label
-from playground.ui.session import current_run_id, session_id
+from playground.ui.session import current_run_id, session_id, visible_runs
 
 st.set_page_config(page_title="Compare runs · CNN Playground", layout="wide")
 
@@ -42,7 +42,7 @@ if FLASH_KEY in st.session_state:
     (st.success if kind == "ok" else st.error)(text)
 
 store = RunStore()
-records = store.list_runs()
+records = visible_runs(include_damaged=True)
 if not records:
     st.info("No saved runs yet: train one on the Playground first.")
     st.stop()

@@ -22,6 +22,7 @@ class Settings:
     max_concurrent_runs: int  # runs that train at once server-wide (PLAYGROUND_MAX_CONCURRENT, default: half the cores, at least 1)
     session_grace_seconds: float  # a run whose browser session is gone is cancelled after this (PLAYGROUND_SESSION_GRACE, default 120)
     max_upload_mb: int  # largest upload accepted (PLAYGROUND_MAX_UPLOAD_MB, default 200)
+    private_runs: bool = False  # each browser session sees only its own runs and those saved from the CLI (PLAYGROUND_PRIVATE_RUNS=1)
 
     @property
     def uploads_dir(self) -> Path:
@@ -50,4 +51,5 @@ def get_settings() -> Settings:
         max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", max(1, cores // 2)),
         session_grace_seconds=grace,
         max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
+        private_runs=os.environ.get("PLAYGROUND_PRIVATE_RUNS", "0").strip().lower() in ("1", "true", "yes", "on"),
     )

@@ -122,6 +122,33 @@ def test_compare_page_protects_other_sessions_runs_with_teacher_code(trained, mo
     assert len(at.selectbox(key="compare_manage_run").options) == 2
 
 
+@pytest.mark.parametrize("page_name, key", [
+    ("6_Compare_runs.py", "compare_runs"), ("5_Decision_quality.py", None), ("7_Predict.py", None),
+])
+def test_private_runs_show_each_session_only_its_own_and_the_cli_runs(trained, monkeypatch, page_name, key):
+    monkeypatch.setenv("PLAYGROUND_PRIVATE_RUNS", "1")
+    save(trained, "mine", owner="me")
+    save(trained, "theirs", owner="someone else")
+    save(trained, "from the command line", owner=None)
+    at = page(page_name)
+    at.session_state[OWNER_KEY] = "me"
+    at.run()
+    no_exception(at)
+    # Every run picker on the page offers the session's run and the CLI run, never another session's.
+    pickers = [w for w in list(at.selectbox) + list(at.multiselect)
+               if any(" · shapes · " in str(option) for option in w.options)]
+    assert pickers, "no run picker on the page"
+    for picker in pickers:
+        names = {str(option).split(" · ")[0] for option in picker.options if " · shapes · " in str(option)}
+        assert names == {"mine", "from the command line"}, (picker.key, names)
+    if key:
+        assert not any("theirs" in str(row) for row in at.dataframe[0].value.to_dict("records"))
+
+    monkeypatch.setenv("PLAYGROUND_PRIVATE_RUNS", "0")  # a personal server shows every run
+    at.run()
+    assert any("theirs" in str(option) for picker in list(at.selectbox) + list(at.multiselect) for option in picker.options)
+
+
 def test_challenge_page_submit_own_run_only(trained):
     ChallengeBoard().set_challenge(Challenge("shapes", 0.0, 100_000))
     mine = save(trained, "my shapes run", owner="student-1")

@@ -26,6 +26,7 @@ from playground.settings import get_settings
 from playground.spec import ExperimentSpec
 from playground.ui import controls
 from playground.ui.run_picker import pick_run
+from playground.ui.session import visible_runs
 from playground.ui.url_state import read_url
 
 SOURCES = {"run": "A saved run", "playground": "The Playground's settings (untrained)"}
@@ -73,9 +74,7 @@ def playground_spec() -> tuple[ExperimentSpec, tuple[str, ...]]:
 
 
 def _saved_runs() -> list[Any]:
-    from playground.runs import RunStore
-
-    return [r for r in RunStore().list_runs() if not r.damaged]
+    return visible_runs()
 
 
 def choose_network(key: str, *, label: str = "Look at") -> Network | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from playground.ui.session import current_run_id
+from playground.ui.session import current_run_id, visible_runs
 
 
 def run_label(record: Any, mine: str | None = None) -> str:
@@ -33,9 +33,7 @@ def pick_run(key: str, label: str = "Run") -> Any | None:
         key: the widget key (unique on the page).
         label: the select box label.
     """
-    from playground.runs import RunStore
-
-    records = [r for r in RunStore().list_runs() if not r.damaged]
+    records = visible_runs()
     if not records:
         st.info("No saved runs yet: train one on the Playground first.")
         return None

@@ -95,6 +95,27 @@ def current_run_id() -> str | None:
     return mine[0].run_id if mine else None
 
 
+def visible_runs(include_damaged: bool = False) -> list[Any]:
+    """The saved runs this session may see, newest first.
+
+    All of them on a personal server; with PLAYGROUND_PRIVATE_RUNS=1 (a class on one
+    server) only this session's own runs and the runs saved from the command line
+    (which have no owner: the teacher's).
+
+    Args:
+        include_damaged: also list unreadable run folders (only where every run is visible,
+            since a damaged folder's owner cannot be read).
+    """
+    from playground.runs import RunStore
+    from playground.settings import get_settings
+
+    records = RunStore().list_runs()
+    if get_settings().private_runs:
+        me = session_id()
+        return [r for r in records if not r.damaged and r.owner in (me, None)]
+    return records if include_damaged else [r for r in records if not r.damaged]
+
+
 def current_run() -> Any | None:
     """The RunRecord of `current_run_id()`, or None (no run, or its folder is gone)."""
     run_id = current_run_id()
