@@ -1,6 +1,6 @@
 """Every benchmark, one after another, in one report.
 
-    python -m benchmarks.run_all [--quick] [--only NAME ...] [--out PATH]
+    python -m benchmarks.run_all [--quick] [--only NAME ...] [--out PATH] [--cifar DIR]
 
 Runs each benchmark as its own subprocess (`python -m benchmarks.<module> ...`,
 so nothing is shared between them), one at a time, and prints one Markdown
@@ -10,7 +10,9 @@ benchmark's command line, wall time and output tables (JSON lines left out).
 The report is also written to benchmarks/results.md (`--out` to change it).
 
 The full run takes about an hour on a 2-core CPU: time-to-accuracy on
-Fashion-MNIST (default preset, 60 s budget, 3 runs), app vs bare-fit
+Fashion-MNIST (default preset, 60 s budget, 3 runs), on CIFAR-10 when --cifar
+names its unpacked class folders (cifar_fast preset, 10 min budget, 3 runs: another
+25 minutes), app vs bare-fit
 throughput, FLOP/s efficiency, cost scaling, Predict per image, browser
 latency, and the 10-session load test. `--quick` runs the same benchmarks
 with tiny sizes and single repeats (a few minutes) only to check that the
@@ -42,6 +44,13 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], tuple[float, float]]] = {
         ["bench_training", "tta", "--dataset", "fashion_mnist", "--preset", "default", "--budget", "10",
          "--sample", "2000", "--epochs", "1", "--repeats", "1"],
         (1800, 300),
+    ),
+    # Needs the CIFAR-10 class folders (--cifar DIR); skipped without them.
+    "training-tta-cifar": (
+        ["bench_training", "tta", "--dataset", "{cifar}", "--preset", "cifar_fast", "--budget", "600", "--repeats", "3"],
+        ["bench_training", "tta", "--dataset", "{cifar}", "--preset", "cifar_fast", "--budget", "20",
+         "--sample", "1000", "--epochs", "1", "--repeats", "1"],
+        (3 * 900, 300),
     ),
     "training-throughput": (
         ["bench_training", "throughput", "--dataset", "fashion_mnist", "--sample", "20000", "--epochs", "2", "--repeats", "3"],
@@ -164,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these benchmarks ({', '.join(BENCHMARKS)})")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the report (default benchmarks/results.md, results-quick.md with --quick)")
+    parser.add_argument("--cifar", type=Path, default=None,
+                        help="the CIFAR-10 class folders (train/<class>/*.jpg, test/<class>/*.jpg) for training-tta-cifar")
     args = parser.parse_args(argv)
     out = args.out or common.ROOT / "benchmarks" / ("results-quick.md" if args.quick else "results.md")
     names = args.only or list(BENCHMARKS)
@@ -178,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         full, quick, (full_timeout, quick_timeout) = BENCHMARKS[name]
         bench_args, timeout = (quick, quick_timeout) if args.quick else (full, full_timeout)
+        if "{cifar}" in bench_args:
+            if args.cifar is None:
+                summary.append([name, "skipped (no --cifar folder)", 0.0])
+                continue
+            bench_args = [str(args.cifar) if a == "{cifar}" else a for a in bench_args]
         print(f"\n... {name}: python -m benchmarks.{' '.join(bench_args)}", file=sys.stderr, flush=True)
         status, seconds, stdout, stderr = run_one(bench_args, timeout)
         if status == 0:
