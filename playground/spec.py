@@ -155,9 +155,9 @@ class TrainSpec:
     """How the weights are fitted."""
 
     optimizer: str = "adam"  # a name in OPTIMIZERS
-    learning_rate: float = 0.003  # initial (peak, for one-cycle) learning rate
+    learning_rate: float = 0.01  # initial (peak, for one-cycle) learning rate
     schedule: str = "one_cycle"  # learning-rate schedule over all epochs
-    batch_size: int = 128  # images per gradient step
+    batch_size: int = 256  # images per gradient step
     epochs: int = 4  # passes over the training images
     time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
 

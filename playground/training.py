@@ -99,7 +99,9 @@ def configure_threads(intra: int | None = None, inter: int | None = None) -> tup
     Args:
         intra: threads inside one op (a convolution); default: the cores this
             process may use.
-        inter: ops run at the same time; default: the same core count.
+        inter: ops run at the same time; default 1 on up to 4 cores (measured
+            5% faster than 2 on 2 cores: the convolutions already use every
+            core), else 2.
 
     Returns:
         (intra, inter) in force; 0 means TensorFlow's own default (it had
@@ -111,7 +113,7 @@ def configure_threads(intra: int | None = None, inter: int | None = None) -> tup
             cores = _usable_cores()
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(intra or cores)
-                tf.config.threading.set_inter_op_parallelism_threads(inter or cores)
+                tf.config.threading.set_inter_op_parallelism_threads(inter or (1 if cores <= 4 else 2))
             except RuntimeError:
                 pass  # TensorFlow is already running: its pools cannot change any more.
             _threads = (
