@@ -285,9 +285,9 @@ def train(
         "batch_size": batch_size, "params": int(model.count_params()),
         "train_size": int(len(x_train)), "val_size": int(len(x_val)),
     })
-    watcher.send_probe(initial_epoch)
-    if initial_epoch == 0:
+    if initial_epoch == 0:  # first: the page's curves start with it
         watcher.emit(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
+    watcher.send_probe(initial_epoch)
 
     model.fit(
         _training_batches(x_train, y_train, batch_size, spec.seed, initial_epoch, epochs),

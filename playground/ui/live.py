@@ -22,9 +22,11 @@ JOB_KEY = "pg_job"  # id of the session's latest job
 SEEN_FINAL_KEY = "pg_seen_final"  # job id whose end was already handled
 SHOWN_STATE_KEY = "pg_shown_state"  # (job id, state) the buttons were last drawn for
 FULL_RUN_KEY = "pg_in_full_run"  # True while the whole page runs (not just the live fragment)
+REFRESH_KEY = "pg_refresh_seconds"  # the live fragment's refresh period, as last drawn
 
 LIVE_REFRESH_SECONDS = 0.5  # refresh period of the live panel while a job trains
 QUEUED_REFRESH_SECONDS = 2.0  # ... and while it waits in the queue
+STARTING_REFRESH_SECONDS = 0.2  # ... and while it starts, until its first point arrives
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
@@ -205,24 +207,31 @@ def live_body(on_final: Any) -> None:
         st.rerun()  # show the result and the buttons for a finished job
     elif st.session_state.get(SHOWN_STATE_KEY) != shown_state(job):
         st.rerun()  # the job moved on (queued -> running, paused, resumed): redraw the buttons for it
+    elif st.session_state.get(REFRESH_KEY) != refresh_seconds(job):
+        st.rerun()  # e.g. the first point arrived: a new fragment at the calmer rate
 
 
 def refresh_seconds(job: JobInfo | None) -> float | None:
     """How often the live panel refreshes for `job`: None when nothing can change on its own.
 
-    A training job refreshes twice a second. A queued one only waits for its turn, so
+    A training job refreshes twice a second (five times until its first point has
+    arrived, so that point shows at once). A queued one only waits for its turn, so
     it asks every few seconds: with a class queued on one server, their polls would
     otherwise keep the server too busy to answer pages.
     """
     if job is None or job.state in FINAL_STATES or job.state == "paused":
         return None
-    return QUEUED_REFRESH_SECONDS if job.state == "queued" else LIVE_REFRESH_SECONDS
+    if job.state == "queued":
+        return QUEUED_REFRESH_SECONDS
+    # Until the first point is drawn, look more often, so it shows as soon as it exists.
+    return STARTING_REFRESH_SECONDS if not progress().batch_points else LIVE_REFRESH_SECONDS
 
 
 def live_panel(job: JobInfo | None, on_final: Any) -> None:
     """`live_body` in a fragment that refreshes as `refresh_seconds(job)` says."""
     st.session_state[FULL_RUN_KEY] = True
+    st.session_state[REFRESH_KEY] = refresh_seconds(job)
     try:
-        st.fragment(run_every=refresh_seconds(job))(live_body)(on_final)
+        st.fragment(run_every=st.session_state[REFRESH_KEY])(live_body)(on_final)
     finally:
         st.session_state[FULL_RUN_KEY] = False
