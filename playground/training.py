@@ -260,6 +260,17 @@ def train(
         if not getattr(model, "compiled", False):
             models.compile_model(model, spec, steps_per_epoch)
 
+    # The start and, for a new model, its untrained point go out before the probe model and
+    # the input pipelines are built, so the page has its first point as early as possible.
+    if on_progress is not None:
+        on_progress({
+            "type": "start", "epochs": epochs, "initial_epoch": initial_epoch, "steps_per_epoch": steps_per_epoch,
+            "batch_size": batch_size, "params": int(model.count_params()),
+            "train_size": int(len(x_train)), "val_size": int(len(x_val)),
+        })
+        if initial_epoch == 0:
+            on_progress(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
+
     past = _past_of.get(model) or _Past({k: [] for k in HISTORY_KEYS}, None, None)
     history = {k: list(past.history.get(k, []))[:initial_epoch] for k in HISTORY_KEYS}
     initial_first_conv = past.initial_first_conv if past.initial_first_conv is not None else _first_conv_kernel(model)
@@ -280,13 +291,6 @@ def train(
         initial_first_conv=initial_first_conv,
         on_epoch_end=on_epoch_end,
     )
-    watcher.emit({
-        "type": "start", "epochs": epochs, "initial_epoch": initial_epoch, "steps_per_epoch": steps_per_epoch,
-        "batch_size": batch_size, "params": int(model.count_params()),
-        "train_size": int(len(x_train)), "val_size": int(len(x_val)),
-    })
-    if initial_epoch == 0:  # first: the page's curves start with it
-        watcher.emit(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
     watcher.send_probe(initial_epoch)
 
     model.fit(
