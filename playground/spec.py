@@ -44,8 +44,10 @@ DATASET_INPUT_SHAPES = {
     "shapes": (28, 28, 1),
     "digits": (8, 8, 1),
 }
-# Training images of each named dataset that has a fixed size (the built-ins are made on demand).
-DATASET_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+# Training images and classes of each named dataset (the built-ins' do not depend on their
+# seed or noise), so pages can size a network without loading or drawing the images.
+DATASET_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "shapes": 6_000, "digits": 1_438}
+DATASET_CLASS_COUNTS = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "shapes": 5, "digits": 10}
 NORMALIZATIONS = {
     "scale": "Scale to 0..1",
     "per_image": "Per-image whitening (mean 0, std 1)",

@@ -23,6 +23,7 @@ from PIL import Image
 
 from image_corpus import TEXT_FILE, encode, gradient, truncated_jpeg
 from playground import dataset_sources, datasets, folder_datasets
+from playground import spec as spec_module
 from playground.dataset_sources import REMOTE_FILES, RemoteFile
 from playground.datasets import Dataset, DatasetError, load_dataset, split_train_validation
 from playground.spec import DataSpec, ExperimentSpec
@@ -686,3 +687,12 @@ def test_real_fashion_mnist_from_the_debian_package():
     assert ds.class_names[0] == "T-shirt/top" and 60 < ds.x_train.mean() < 90
     assert elapsed < 3.0  # CPU seconds; about 0.4 s
     assert datasets.prepare_options(ds) == {"light_on_dark": True, "center": False}
+
+
+@pytest.mark.parametrize("name, options", [("shapes", {}), ("shapes", {"seed": 7, "shapes_noise": 0.6}), ("digits", {})])
+def test_the_known_sizes_of_the_built_ins_match_what_they_load(name, options):
+    # The Playground sizes networks from these constants without drawing the images on the server.
+    ds = datasets.load_dataset(name, **options)
+    assert len(ds.x_train) == spec_module.DATASET_TRAIN_SIZES[name]
+    assert ds.num_classes == spec_module.DATASET_CLASS_COUNTS[name]
+    assert tuple(ds.input_shape) == spec_module.DATASET_INPUT_SHAPES[name]

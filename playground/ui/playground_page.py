@@ -50,14 +50,16 @@ def dataset_status() -> dict[str, Any]:
 def data_shape(spec: ExperimentSpec) -> tuple[tuple[int, int, int] | None, int | None, str]:
     """(input_shape, num_classes, error) of the spec's data, without a download.
 
-    Named datasets have known shapes; the built-in ones are made in a moment;
-    an uploaded dataset is read (and cached) once.
+    Named datasets, built-ins included, have known shapes and class counts, so
+    nothing is loaded or drawn on the web server (with a class on one server,
+    each session's own seed of the shapes would otherwise be drawn again and
+    again); an uploaded dataset is read (and cached) once.
     """
     from playground import datasets
 
     name = spec.data.dataset
-    if spec_module.is_named_dataset(name) and name not in BUILT_IN:
-        return spec_module.DATASET_INPUT_SHAPES[name], 10, ""
+    if spec_module.is_named_dataset(name):
+        return spec_module.DATASET_INPUT_SHAPES[name], spec_module.DATASET_CLASS_COUNTS[name], ""
     try:
         dataset = datasets.load_dataset(name, shapes_noise=spec.data.shapes_noise, seed=spec.seed)
     except datasets.DatasetError as exc:
