@@ -86,6 +86,14 @@ def network_rows(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cl
     return layer_rows(key_spec.spec_id(), key_spec, tuple(input_shape), int(num_classes))
 
 
+def network_flops(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> float | None:
+    """Forward FLOPs per image of `spec`'s network (from the cached layer table); None when it cannot be built."""
+    try:
+        return float(sum(row["flops"] for row in network_rows(spec, input_shape, num_classes)))
+    except (ValueError, RuntimeError):
+        return None
+
+
 @st.cache_data(max_entries=256, show_spinner="Building the network…")
 def layer_rows(spec_id: str, _spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
     """The layer table of an untrained model of `_spec` (pure, so cached by its architecture's spec_id)."""
@@ -183,12 +191,9 @@ def on_final(job: JobInfo) -> None:
     speed = (job.result or {}).get("images_per_second")
     if speed:
         input_shape, num_classes, error = data_shape(job.spec)
-        if not error:
-            try:
-                flops = sum(row["flops"] for row in network_rows(job.spec, input_shape, num_classes))
-                rate_calibration().record(flops, speed)
-            except (ValueError, RuntimeError):
-                pass  # a network that cannot be rebuilt here teaches nothing about the speed
+        flops = None if error else network_flops(job.spec, input_shape, num_classes)
+        if flops is not None:  # a network that cannot be rebuilt here teaches nothing about the speed
+            rate_calibration().record(flops, speed)
     if job.run_id:  # done, or stopped with its last saved epoch (a checkpoint)
         set_current_run(job.run_id)
         st.session_state[RUN_SPEC_KEY] = job.spec
@@ -239,12 +244,10 @@ def epoch_estimate(slot: Any, spec: ExperimentSpec, input_shape: tuple[int, int,
 
     Drawn after the layer table, whose network it reuses, so the page does not wait for it.
     """
-    size = None if input_shape is None or num_classes is None else train_size(spec)
-    if slot is None or size is None:
+    if slot is None or input_shape is None or num_classes is None:
         return
-    try:
-        flops = sum(row["flops"] for row in network_rows(spec, input_shape, num_classes))
-    except (ValueError, RuntimeError):
+    size, flops = train_size(spec), network_flops(spec, input_shape, num_classes)
+    if size is None or flops is None:
         return
     calibration = rate_calibration()
     images = cost.train_images(size, spec.data.sample_size, spec.data.validation_split)
