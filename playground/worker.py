@@ -202,7 +202,7 @@ def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> N
 
 
 def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
-    """Train one job, checkpointing each epoch, and report how it ended ("done", "failed" or "stopped").
+    """Train one job, checkpointing finished epochs, and report how it ended ("done", "failed" or "stopped").
 
     Args:
         job: the "run" command (see the module docstring).
