@@ -88,6 +88,7 @@ class JobInfo:
     finished: float | None
     dataset_error: bool = False  # failed because the dataset could not be loaded
     checkpoint_epoch: int = 0  # the last epoch the worker saved as the job's run while training; 0 = none
+    worker_ready: bool = False  # its worker has TensorFlow imported (a fresh worker takes seconds to get there)
 
     @property
     def active(self) -> bool:
@@ -113,6 +114,7 @@ class _Worker:
     events: Connection  # we receive
     ready: bool = False
     job: "_Job | None" = None
+    prepared: tuple[Any, ...] | None = None  # data key of the last "prepare" sent to it
 
 
 @dataclass(eq=False)
@@ -206,7 +208,7 @@ class JobManager:
                 spec=spec,
                 continue_from=continue_from,
                 step=step,
-                env={k: v for k, v in os.environ.items() if k.startswith(worker_module.JOB_ENV_PREFIX)},
+                env=_job_env(),
             )
             self._jobs[job.job_id] = job
             self._queue.append(job)
@@ -215,6 +217,28 @@ class JobManager:
             self._forget_old(owner)
             self._changed.notify_all()
             return job.job_id
+
+    def prepare(self, spec: ExperimentSpec) -> None:
+        """Let the worker that takes the next job load `spec`'s data now, while it is idle.
+
+        The Playground calls this whenever it is drawn without a run in
+        progress, so pressing Train does not wait for the data. Nothing happens
+        while jobs are queued or every worker is busy, and a worker is not asked
+        twice in a row for the same data.
+        """
+        key = (spec.data.dataset, round(spec.data.shapes_noise, 6), spec.seed)
+        with self._lock:
+            if self.closed or self._queue:
+                return
+            w = next((w for w in self._workers if w.job is None), None)  # the one `_dispatch` picks next
+            if w is None or w.prepared == key:
+                return
+            w.prepared = key
+            self._send(w, {
+                "cmd": "prepare",
+                "spec": spec.to_json(indent=None),
+                "env": _job_env(),
+            })
 
     def info(self, owner: str, job_id: str) -> JobInfo:
         """The owner's job `job_id` as a snapshot. Raises JobError for any other job."""
@@ -286,6 +310,23 @@ class JobManager:
                     return self._snapshot(job)
                 self._changed.wait(min(left, 0.5))
 
+    def wait_for_event(self, owner: str, job_id: str, kind: str, timeout: float) -> bool:
+        """Block until an undrained event of type `kind` waits for the owner's job, the job ends, or `timeout` passes.
+
+        Returns:
+            True when such an event is waiting to be drained.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                job = self._get(owner, job_id)
+                if any(event.get("type") == kind for event in job.events):
+                    return True
+                left = deadline - time.monotonic()
+                if job.state in FINAL_STATES or left <= 0:
+                    return False
+                self._changed.wait(left)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (for the server log and tests)."""
         with self._lock:
@@ -346,6 +387,7 @@ class JobManager:
             finished=job.finished,
             dataset_error=job.dataset_error,
             checkpoint_epoch=job.checkpoint_epoch,
+            worker_ready=bool(job.worker and job.worker.ready),
         )
 
     def _command(self, owner: str, job_id: str, command: str) -> None:
@@ -572,6 +614,11 @@ class JobManager:
 
 
 _main_lock = threading.Lock()
+
+
+def _job_env() -> dict[str, str]:
+    """The app's settings (PLAYGROUND_* variables) a worker applies before working for it."""
+    return {k: v for k, v in os.environ.items() if k.startswith(worker_module.JOB_ENV_PREFIX)}
 
 
 @contextlib.contextmanager

@@ -6,6 +6,9 @@ context and talks to it over two one-way pipes:
     commands (manager -> worker): {"cmd": "run", "job_id", "spec", "owner", "env",
                                    "continue_from", "step"}
                                   {"cmd": "pause" | "resume" | "step" | "stop" | "discard", "job_id"}
+                                  {"cmd": "prepare", "spec", "env"}: load the spec's dataset
+                                  into this process's cache while idle, so the next
+                                  job's first point does not wait for it
                                   {"cmd": "shutdown"}
     events   (worker -> manager): {"type": "ready", "pid"} once TensorFlow is imported, then per job
                                   the training events of `training.train` plus
@@ -158,6 +161,9 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
         if item is None:
             break
         job, control = item
+        if control is None:
+            prepare_data(job)
+            continue
         run_job(job, control, outbox)
         gc.collect()
     os._exit(0)
@@ -192,6 +198,8 @@ def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> N
             control = Control(message["job_id"], outbox, step=bool(message.get("step")))
             controls = {message["job_id"]: control}  # one job at a time; older controls are done
             jobs.put((message, control))
+        elif command == "prepare":
+            jobs.put((message, None))
         elif command == "shutdown":
             for control in controls.values():
                 control.apply("discard")
@@ -199,6 +207,33 @@ def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> N
             return
         elif message.get("job_id") in controls:
             controls[message["job_id"]].apply(command)
+
+
+def _apply_job_env(job: dict[str, Any]) -> None:
+    for name, value in job.get("env", {}).items():
+        if name.startswith(JOB_ENV_PREFIX):
+            os.environ[name] = value
+
+
+def prepare_data(message: dict[str, Any]) -> None:
+    """Load the dataset of a "prepare" command into the process's cache, quietly.
+
+    Only data that is already here is loaded: a named dataset that would need a
+    download is left for the job, which reports its own errors.
+    """
+    from playground import datasets
+    from playground.spec import ExperimentSpec, SpecError, is_named_dataset
+
+    _apply_job_env(message)
+    try:
+        spec = ExperimentSpec.from_json(message["spec"])
+        name = spec.data.dataset
+        if is_named_dataset(name) and not any(
+                s.name == name and s.available_locally for s in datasets.dataset_status()):
+            return
+        datasets.load_for_spec(spec)
+    except (datasets.DatasetError, SpecError, OSError, ValueError):
+        pass  # the job, if one comes, reports the problem
 
 
 def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
@@ -217,9 +252,7 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
     def emit(event: dict[str, Any]) -> None:
         outbox.send({**event, "job_id": job_id})
 
-    for name, value in job.get("env", {}).items():
-        if name.startswith(JOB_ENV_PREFIX):
-            os.environ[name] = value
+    _apply_job_env(job)
     store = runs.RunStore()
     # A new run id even when continuing: the continued run stays as it was, whatever happens to this job.
     checkpoint = _Checkpoint(store, job.get("owner"), emit)

@@ -696,3 +696,17 @@ def test_the_known_sizes_of_the_built_ins_match_what_they_load(name, options):
     assert len(ds.x_train) == spec_module.DATASET_TRAIN_SIZES[name]
     assert ds.num_classes == spec_module.DATASET_CLASS_COUNTS[name]
     assert tuple(ds.input_shape) == spec_module.DATASET_INPUT_SHAPES[name]
+
+
+def test_a_worker_prepares_only_data_that_is_already_here(mirror, monkeypatch, tmp_path):
+    """The worker's "prepare" (the Playground's data, loaded while the worker is idle) never downloads."""
+    from playground import worker
+
+    folder, _ = mirror
+    _publish(folder, "mnist.npz", _tiny_mnist(), monkeypatch)
+    worker.prepare_data({"spec": ExperimentSpec().with_values(dataset="mnist").to_json(indent=None), "env": {}})
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+    # A missing upload is left for the job to report.
+    worker.prepare_data({"spec": ExperimentSpec().with_values(dataset=str(tmp_path / "gone.npz")).to_json(indent=None),
+                         "env": {}})
+    assert "downloaded from" in load_dataset("mnist").source  # the job itself downloads it

@@ -89,6 +89,43 @@ def test_submit_trains_saves_and_reports_events(manager):
     assert info.worker_pid and os.getpriority(os.PRIO_PROCESS, info.worker_pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 1
 
 
+def _write_two_class_npz(path, names: tuple[str, str]) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8), y_train=np.arange(40) % 2,
+             x_test=rng.integers(0, 256, (10, 8, 8, 1), dtype=np.uint8), y_test=np.arange(10) % 2,
+             class_names=np.array(names))
+
+
+@pytest.mark.slow
+def test_an_idle_worker_prepares_the_next_jobs_data(manager, tmp_path):
+    path = tmp_path / "pets.npz"
+    _write_two_class_npz(path, ("cat", "dog"))
+    spec = TINY.with_values(dataset=str(path), epochs="1")
+    manager.prepare(spec)
+    # The worker takes commands in order, so once this job is done the data has been loaded.
+    assert manager.wait("p", manager.submit("p", TINY.with_values(epochs="1")), TIMEOUT).state == "done"
+    # Other class names in a file of the same size and time: only a copy loaded earlier still says cat and dog.
+    stamp = path.stat()
+    _write_two_class_npz(path, ("ant", "bee"))
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == stamp.st_size
+    info = manager.wait("p", manager.submit("p", spec), TIMEOUT)
+    assert info.state == "done", info.status_line
+    assert RunStore().load(info.run_id).class_names == ("cat", "dog")
+
+
+@pytest.mark.slow
+def test_the_first_point_can_be_awaited(manager):
+    job_id = manager.submit("w", TINY.with_values(epochs="1"))
+    assert manager.info("w", job_id).worker_ready  # the module's worker is warm by now
+    assert manager.wait_for_event("w", job_id, "batch", TIMEOUT)
+    first = [e for e in manager.drain("w", job_id) if e["type"] == "batch"][0]
+    assert first["step"] == 0 and math.isfinite(first["loss"])  # the untrained model's point
+    assert manager.wait("w", job_id, TIMEOUT).state == "done"
+    manager.drain("w", job_id)
+    assert not manager.wait_for_event("w", job_id, "batch", 5)  # an ended job has nothing more to wait for
+
+
 @pytest.mark.slow
 def test_queue_is_fifo_with_visible_positions(manager):
     first = manager.submit("a", TINY.with_values(epochs="1"))

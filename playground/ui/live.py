@@ -2,7 +2,8 @@
 
 `sync(job_id)` drains the job's events into the session's RunProgress; the
 Playground calls it on every full run and, through `live_panel`, from a
-fragment that reruns twice a second while the job trains (every 2 s while it is queued).
+fragment that reruns twice a second while the job trains (five times until its first
+trained batch, every 2 s while it is queued).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ SEEN_FINAL_KEY = "pg_seen_final"  # job id whose end was already handled
 SHOWN_STATE_KEY = "pg_shown_state"  # (job id, state) the buttons were last drawn for
 FULL_RUN_KEY = "pg_in_full_run"  # True while the whole page runs (not just the live fragment)
 REFRESH_KEY = "pg_refresh_seconds"  # the live fragment's refresh period, as last drawn
+JUST_STARTED_KEY = "pg_just_started"  # id of a new model's job that a Train or Step click just submitted
 
 LIVE_REFRESH_SECONDS = 0.5  # refresh period of the live panel while a job trains
 QUEUED_REFRESH_SECONDS = 2.0  # ... and while it waits in the queue
-STARTING_REFRESH_SECONDS = 0.2  # ... and while it starts, until its first point arrives
+STARTING_REFRESH_SECONDS = 0.2  # ... and while it starts, until its first trained batch
+FIRST_POINT_WAIT_SECONDS = 0.8  # how long the page run after Train waits for the first point
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
@@ -70,7 +73,7 @@ def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batc
     if p.batch_points:
         points = np.asarray(p.batch_points, dtype=np.float64)
         points = points[:: max(1, len(points) // 600)]  # a few hundred points draw the same line
-        traces.append(go.Scattergl(x=points[:, 0], y=points[:, batch_index], mode="lines", name="train (batches)",
+        traces.append(go.Scatter(x=points[:, 0], y=points[:, batch_index], mode="lines", name="train (batches)",
                                    line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35))
     history = p.history()
     if history["epoch"]:
@@ -90,6 +93,11 @@ def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batc
     return go.Figure(data=traces, layout=layout)
 
 
+def compiling(job: JobInfo | None, p: RunProgress) -> bool:
+    """True while a running job has not trained its first batch (TensorFlow traces and compiles the step)."""
+    return job is not None and job.state == "running" and p.step == 0 and p.epoch == p.job_first_epoch
+
+
 def status_text(job: JobInfo | None, p: RunProgress) -> str:
     """One line under the transport buttons."""
     if job is None:
@@ -97,13 +105,15 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
     if job.state == "queued":
         return (f"Queued: position {job.queue_position} of {job.queue_length}; the server trains "
                 f"{job_manager().max_concurrent} run(s) at a time.")
+    if job.state == "starting" and not job.worker_ready:
+        return "Starting: the training process is loading TensorFlow…"
     if job.state == "starting":
         return "Starting: loading the data and building the network…"
     if job.state == "stopping":
         return "Stopping after the current batch…"
     if job.state == "paused":
         return f"Paused after epoch {p.epoch} of {p.epochs}: Train resumes, Step runs one more epoch."
-    if job.state == "running" and p.step == 0 and p.epoch == p.job_first_epoch:
+    if compiling(job, p):
         return "Starting: TensorFlow is compiling the network for its first batch…"
     if job.state == "running":
         return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
@@ -173,6 +183,26 @@ def result_panel(job: JobInfo) -> None:
         st.info(result["message"])
 
 
+def await_first_point(job: JobInfo | None) -> bool:
+    """Right after Train started a new model, wait briefly for its first point (once per job).
+
+    A warm worker sends the untrained model's point within a few tenths of a
+    second, so the page run that answers the click can draw it, instead of a
+    later refresh of the live panel.
+
+    Returns:
+        True when the point is waiting to be drained.
+    """
+    if job is None or st.session_state.pop(JUST_STARTED_KEY, None) != job.job_id:
+        return False
+    if job.state not in ("starting", "running") or not job.worker_ready or progress().batch_points:
+        return False  # a fresh worker still imports TensorFlow: the live panel's refreshes show the point
+    try:
+        return job_manager().wait_for_event(session_id(), job.job_id, "batch", FIRST_POINT_WAIT_SECONDS)
+    except JobError:
+        return False
+
+
 def shown_state(job: JobInfo | None) -> tuple[str, str] | None:
     """What the transport buttons depend on: the job and its state ("starting" counts as "running")."""
     if job is None:
@@ -191,7 +221,11 @@ def live_body(on_final: Any) -> None:
     job_manager().heartbeat(owner)
     job = sync()
     p = progress()
-    st.markdown(f"**{status_text(job, p)}**")
+    status = st.empty()
+    status.markdown(f"**{status_text(job, p)}**")  # the click's acknowledgement, sent at once
+    if await_first_point(job):  # ... then, right after Train, the untrained model's point on the curves
+        job = sync()
+        status.markdown(f"**{status_text(job, p)}**")
     if job is not None and job.active and p.epochs:
         st.progress(p.fraction_done)
     metrics_row(job, p)
@@ -208,14 +242,14 @@ def live_body(on_final: Any) -> None:
     elif st.session_state.get(SHOWN_STATE_KEY) != shown_state(job):
         st.rerun()  # the job moved on (queued -> running, paused, resumed): redraw the buttons for it
     elif st.session_state.get(REFRESH_KEY) != refresh_seconds(job):
-        st.rerun()  # e.g. the first point arrived: a new fragment at the calmer rate
+        st.rerun()  # e.g. the first batch trained: a new fragment at the calmer rate
 
 
 def refresh_seconds(job: JobInfo | None) -> float | None:
     """How often the live panel refreshes for `job`: None when nothing can change on its own.
 
-    A training job refreshes twice a second (five times until its first point has
-    arrived, so that point shows at once). A queued one only waits for its turn, so
+    A training job refreshes twice a second (five times until its first trained batch,
+    so the untrained model's point shows at once). A queued one only waits for its turn, so
     it asks every few seconds: with a class queued on one server, their polls would
     otherwise keep the server too busy to answer pages.
     """
@@ -223,8 +257,10 @@ def refresh_seconds(job: JobInfo | None) -> float | None:
         return None
     if job.state == "queued":
         return QUEUED_REFRESH_SECONDS
-    # Until the first point is drawn, look more often, so it shows as soon as it exists.
-    return STARTING_REFRESH_SECONDS if not progress().batch_points else LIVE_REFRESH_SECONDS
+    # Until the first trained batch, look more often, so the first point shows as soon as it
+    # exists (switching rates redraws the whole page, so not at that point but at the next).
+    starting = job.state == "starting" or compiling(job, progress())
+    return STARTING_REFRESH_SECONDS if starting else LIVE_REFRESH_SECONDS
 
 
 def live_panel(job: JobInfo | None, on_final: Any) -> None:

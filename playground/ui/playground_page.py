@@ -133,6 +133,7 @@ def _start(step: bool) -> None:
         return
     if continue_from is None:
         st.session_state[live.PROGRESS_KEY] = RunProgress()
+        st.session_state[live.JUST_STARTED_KEY] = job_id
     st.session_state[live.JOB_KEY] = job_id
 
 
@@ -377,6 +378,8 @@ def render() -> None:
         st.error(problem.message, icon=":material/error:")
     dataset_notice(spec, job, data_error)
     estimate_slot = transport(spec, problems, job)
+    if (job is None or not job.active) and not data_error:
+        job_manager().prepare(spec)  # an idle worker loads the data now, so Train need not wait for it
 
     main, side = st.columns([3, 2], gap="medium")
     with main:
