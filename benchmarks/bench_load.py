@@ -6,7 +6,19 @@ Starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with
 temporary runs and data folders, opens `--sessions` Chromium contexts (each its
 own Streamlit session) on the Playground with a small training in the URL
 (each with its own seed), and clicks Train in all of them. While they train and
-queue, a fresh context loads the home page every few seconds and times it. At
+queue, a fresh context of a second Chromium (the visitor's) loads the home page
+every few seconds and times it, alternately in a new tab (Streamlit's scripts
+cached, as for a returning user) and in a new browser context (a first visit):
+until the page is done, and the server's part (its first message to its
+script's finish). The same loads are timed on the idle server first, for
+comparison.
+
+In a class every student's browser runs on the student's own computer; here all
+of them share this machine's cores with the server. The students' Chromium
+therefore runs at the lowest CPU priority (`--students-niceness`, default 19):
+it drives the server as hard as ever (every click, refresh and chart is real)
+but takes only the CPU time that the server, its workers and the visitor leave
+over; `--students-niceness 0` shows the all-equal case. The CPU seconds each part used are reported. At
 the end it checks that every session finished through the queue and shows the
 test accuracy of its OWN run (matched by seed in the saved runs), that each run
 has a different owner, and reports the peak memory of the server and its
@@ -34,6 +46,8 @@ common.setup_path()
 
 SMALL = {"dataset": "shapes", "sample_size": 300, "filters": "4,8", "epochs": 2, "batch_size": 32, "dense_units": 16}
 HOME_INTERVAL_S = 2.0  # pause between two timed home-page loads
+IDLE_HOME_LOADS = 3  # home-page loads timed before the load starts, for comparison
+STUDENTS_FLAG = "--class-students"  # an extra switch (Chromium ignores it) that marks the students' browser
 
 
 def _free_port() -> int:
@@ -42,19 +56,68 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc (MB)."""
-    total, stack = 0, [pid]
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (from /proc)."""
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
         try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found.append(current)
+        stack += [int(c) for c in children]
+    return found
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc (MB)."""
+    total = 0
+    for current in _tree(pid):
+        try:
             with open(f"/proc/{current}/status") as status:
                 total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except (OSError, StopIteration):
             continue
-        stack += [int(c) for c in children]
     return total / 1024
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _marked_browser() -> int:
+    """The pid of the students' Chromium (the process launched with STUDENTS_FLAG)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if STUDENTS_FLAG.encode() in arguments and not any(a.startswith(b"--type=") for a in arguments):
+            return int(entry.name)
+    raise RuntimeError("the students' browser process was not found")
+
+
+def _renice_tree(pid: int, niceness: int) -> None:
+    """Set the niceness of every thread of a process tree (Linux keeps one per thread)."""
+    for current in _tree(pid):
+        try:
+            threads = [int(t) for t in os.listdir(f"/proc/{current}/task")]
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                os.setpriority(os.PRIO_PROCESS, thread, niceness)
+            except OSError:
+                pass  # gone, or not ours
 
 
 def _metric(page, label: str) -> str | None:
@@ -63,6 +126,43 @@ def _metric(page, label: str) -> str | None:
         if lines and lines[0] == label:
             return lines[-1]
     return None
+
+
+def _time_home(visitor, base: str, first_visit: bool) -> tuple[float, float] | None:
+    """Load the home page as a new Streamlit session of the visitor's browser.
+
+    Args:
+        visitor: the visitor's browser context.
+        first_visit: True = in a new context (a browser with nothing cached, so
+            Streamlit's scripts are fetched and compiled again); False = in a
+            new tab of `visitor`, whose cache holds them (a returning user).
+
+    Returns:
+        (seconds until the page is done, as bench_latency judges it: the
+        script's finish message arrived and the page settled; seconds from the
+        server's first message to its script-finished message, which is the
+        server's part), or None when it did not load within 60 s.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    page = bench_latency.new_page(visitor.browser) if first_visit else visitor.new_page()
+    t0 = time.time()
+    try:
+        page.goto(base + "/", timeout=60_000)
+        done_ms = bench_latency.wait_done(page, t0 * 1000, 60, path="/", title="CNN Playground")
+        events = page.evaluate("window.__pgEvents")
+        start = next(t for t, name in events if name == "start")
+        finished = next(t for t, name in events if name == "finished:0" and t >= start)
+        return done_ms / 1000 - t0, (finished - start) / 1000
+    except (PlaywrightError, TimeoutError, StopIteration):
+        return None
+    finally:
+        (page.context if first_visit else page).close()
+
+
+def _median(loads: list[tuple[bool, float, float]], first_visit: bool, index: int) -> float:
+    """Median of field `index` of the timed home loads of one kind (first visits or returning ones)."""
+    return round(common.median([t[index] for t in loads if t[0] == first_visit]), 2)
 
 
 def _wait_script_done(page, timeout: float) -> None:
@@ -76,8 +176,7 @@ def _wait_script_done(page, timeout: float) -> None:
     raise TimeoutError("the page kept running its script")
 
 
-def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
-    from playwright.sync_api import Error as PlaywrightError
+def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     from playground.runs import RunStore
@@ -92,7 +191,7 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
         cwd=common.ROOT, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    peak_mb, home_seconds, home_failures, pages = 0.0, [], 0, []
+    peak_mb, home_loads, home_failures, pages = 0.0, [], 0, []
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -104,7 +203,15 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
                     raise RuntimeError("the server did not start")
                 time.sleep(0.3)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                         args=["--no-sandbox", STUDENTS_FLAG])
+            visitor_browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+            visitor = bench_latency.new_page(visitor_browser).context
+            students = _marked_browser()
+            _renice_tree(students, students_niceness)
+            _time_home(visitor, base, True)  # the server's first run of the home page imports the pages' modules
+            idle = [(first, *timing) for first in (False, True) for _ in range(IDLE_HOME_LOADS)
+                    if (timing := _time_home(visitor, base, first)) is not None]
             for i in range(sessions):
                 page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
                 page.set_default_timeout(60_000)
@@ -112,6 +219,10 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
                 pages.append(page)
             for page in pages:
                 _wait_script_done(page, 240)
+            _renice_tree(students, students_niceness)  # the renderers started since
+            server_tree = _tree(server.pid)
+            cpu_before = {"server": _cpu_seconds([server.pid]), "workers": _cpu_seconds(server_tree[1:]),
+                          "students_browser": _cpu_seconds(_tree(students))}
             started = time.monotonic()
             for page in pages:
                 page.get_by_role("button", name="Train", exact=True).click()
@@ -123,21 +234,22 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
                     if i not in done and (value := _metric(page, "Test accuracy")):
                         done[i] = value
                 if time.monotonic() >= next_home:  # the home page, loaded by someone else meanwhile
-                    home = bench_latency.new_page(browser)
-                    t0 = time.time()
-                    try:
-                        home.goto(base + "/", timeout=60_000)
-                        # Done as bench_latency judges it: the script's finish message arrived and the page settled.
-                        done_ms = bench_latency.wait_done(home, t0 * 1000, 60, path="/", title="CNN Playground")
-                        home_seconds.append(done_ms / 1000 - t0)
-                    except (PlaywrightError, TimeoutError):
-                        home_failures += 1  # not loaded within 60 s
-                    home.context.close()
+                    first_visit = len(home_loads) % 2 == 1  # alternately a returning and a first visit
+                    timing = _time_home(visitor, base, first_visit)
+                    if timing is None:
+                        home_failures += 1
+                    else:
+                        home_loads.append((first_visit, *timing))
                     next_home = time.monotonic() + HOME_INTERVAL_S
                 time.sleep(1.0)
             elapsed = time.monotonic() - started
+            server_tree = _tree(server.pid)
+            cpu = {"server": _cpu_seconds([server.pid]), "workers": _cpu_seconds(server_tree[1:]),
+                   "students_browser": _cpu_seconds(_tree(students))}
+            cpu = {name: round(cpu[name] - cpu_before[name]) for name in cpu}
             exceptions = sum(p.locator('[data-testid="stException"]').count() for p in pages)
             browser.close()
+            visitor_browser.close()
         runs = [r for r in RunStore(root / "runs").list_runs() if not r.damaged]
         own = 0
         for i, value in done.items():
@@ -148,10 +260,16 @@ def run(sessions: int, max_concurrent: int, timeout: float) -> dict:
             "sessions": sessions, "max_concurrent": max_concurrent, "finished": len(done),
             "pages_showing_their_own_run": own, "distinct_owners": len({r.owner for r in runs}),
             "runs_saved": len(runs), "exception_elements": exceptions, "seconds_all_done": round(elapsed, 1),
-            "home_loads": len(home_seconds), "home_not_loaded_in_60s": home_failures, "home_median_s": round(common.median(home_seconds), 2),
-            "home_max_s": round(max(home_seconds, default=float("nan")), 2),
-            "home_under_2s": sum(t < 2.0 for t in home_seconds),
+            "home_loads": len(home_loads), "home_not_loaded_in_60s": home_failures,
+            "home_returning_median_s": _median(home_loads, False, 1), "home_first_visit_median_s": _median(home_loads, True, 1),
+            "home_max_s": round(max((t[1] for t in home_loads), default=float("nan")), 2),
+            "home_under_2s": sum(t[1] < 2.0 for t in home_loads),
+            "home_script_median_s": round(common.median([t[2] for t in home_loads]), 2),
+            "home_script_max_s": round(max((t[2] for t in home_loads), default=float("nan")), 2),
+            "idle_home_returning_median_s": _median(idle, False, 1), "idle_home_first_visit_median_s": _median(idle, True, 1),
             "peak_server_tree_mb": round(peak_mb), "server_alive": server.poll() is None,
+            "students_niceness": students_niceness, "cpu_s_server": cpu["server"], "cpu_s_workers": cpu["workers"],
+            "cpu_s_students_browser": cpu["students_browser"],
         }
     finally:
         server.send_signal(signal.SIGINT)
@@ -166,8 +284,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--max-concurrent", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--students-niceness", type=int, default=19,
+                        help="CPU niceness of the students' browser (0 = the same priority as the server)")
     args = parser.parse_args()
-    result = run(args.sessions, args.max_concurrent, args.timeout)
+    result = run(args.sessions, args.max_concurrent, args.timeout, args.students_niceness)
     print(common.table(list(result), [list(result.values())]))
     print(json.dumps(result))
 

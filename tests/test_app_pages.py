@@ -54,7 +54,7 @@ def test_home_page_lists_datasets_and_pages():
     at = app()
     assert not at.exception
     assert at.title[0].value == "CNN Playground"
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert set(table["name in links"]) == set(DATASETS)
     shapes = table[table["name in links"] == "shapes"].iloc[0]
     assert shapes["here"] == "yes"
