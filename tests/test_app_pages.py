@@ -216,3 +216,16 @@ def test_train_through_the_widgets_continue_and_reset():
     at.button(key="pg_stop").click().run()
     run_until(at, lambda a: metric(a, "Test accuracy") is not None)
     assert metric(at, "Epoch") == "1 / 2"
+
+
+def test_the_first_point_of_a_curve_shows_as_a_dot_and_later_ones_as_a_line():
+    from playground.progress import RunProgress
+    from playground.ui import live
+
+    p = RunProgress()
+    p.update([{"type": "start", "epochs": 2, "initial_epoch": 0, "steps_per_epoch": 10},
+              {"type": "batch", "epoch": 1, "step": 0, "steps": 10, "loss": 1.6, "accuracy": 0.2}])
+    first = live._curve_figure("Loss", p, "loss", "val_loss", 1, "loss").data[0]
+    assert first.mode == "markers" and list(first.y) == [1.6]
+    p.update([{"type": "batch", "epoch": 1, "step": 1, "steps": 10, "loss": 1.4, "accuracy": 0.3}])
+    assert live._curve_figure("Loss", p, "loss", "val_loss", 1, "loss").data[0].mode == "lines"

@@ -73,8 +73,11 @@ def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batc
     if p.batch_points:
         points = np.asarray(p.batch_points, dtype=np.float64)
         points = points[:: max(1, len(points) // 600)]  # a few hundred points draw the same line
-        traces.append(go.Scatter(x=points[:, 0], y=points[:, batch_index], mode="lines", name="train (batches)",
-                                   line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35))
+        # A line needs two points: the first point alone (the untrained model's) is drawn as a dot.
+        # SVG, not WebGL: a few hundred points draw as fast, and browsers allow few WebGL contexts.
+        traces.append(go.Scatter(x=points[:, 0], y=points[:, batch_index], mode="lines" if len(points) > 1 else "markers",
+                                 name="train (batches)", line={"color": TRAIN_COLOR, "width": 1},
+                                 marker={"color": TRAIN_COLOR, "size": 6}, opacity=0.35 if len(points) > 1 else 0.8))
     history = p.history()
     if history["epoch"]:
         epochs = np.asarray(history["epoch"], dtype=np.float64)
