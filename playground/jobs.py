@@ -114,7 +114,17 @@ class _Worker:
     events: Connection  # we receive
     ready: bool = False
     job: "_Job | None" = None
-    prepared: tuple[Any, ...] | None = None  # data key of the last "prepare" sent to it
+    # Data keys (see `_data_key`) of the latest jobs and "prepare" commands sent to it, oldest
+    # first: the datasets its cache probably holds, so they are not prepared again.
+    prepared: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def remember(self, key: tuple[Any, ...]) -> None:
+        """Note that this worker has loaded (or is loading) the data of `key`."""
+        from playground.datasets import MAX_CACHED  # (numpy and the readers: only once a job or page needs them)
+
+        if key in self.prepared:
+            self.prepared.remove(key)
+        self.prepared = [*self.prepared, key][-MAX_CACHED:]
 
 
 @dataclass(eq=False)
@@ -224,16 +234,16 @@ class JobManager:
         The Playground calls this whenever it is drawn without a run in
         progress, so pressing Train does not wait for the data. Nothing happens
         while jobs are queued or every worker is busy, and a worker is not asked
-        twice in a row for the same data.
+        for data it has loaded recently.
         """
-        key = (spec.data.dataset, round(spec.data.shapes_noise, 6), spec.seed)
+        key = _data_key(spec)
         with self._lock:
             if self.closed or self._queue:
                 return
             w = next((w for w in self._workers if w.job is None), None)  # the one `_dispatch` picks next
-            if w is None or w.prepared == key:
+            if w is None or key in w.prepared:
                 return
-            w.prepared = key
+            w.remember(key)
             self._send(w, {
                 "cmd": "prepare",
                 "spec": spec.to_json(indent=None),
@@ -312,6 +322,12 @@ class JobManager:
 
     def wait_for_event(self, owner: str, job_id: str, kind: str, timeout: float) -> bool:
         """Block until an undrained event of type `kind` waits for the owner's job, the job ends, or `timeout` passes.
+
+        Args:
+            owner: the session id that owns the job.
+            job_id: the job.
+            kind: an event type, e.g. "batch".
+            timeout: seconds to wait at most.
 
         Returns:
             True when such an event is waiting to be drained.
@@ -457,6 +473,7 @@ class JobManager:
             if w.job is None:
                 job = self._queue.pop(0)
                 w.job, job.worker = job, w
+                w.remember(_data_key(job.spec))
                 job.state, job.started = "starting", time.time()
                 self._send(w, {
                     "cmd": "run",
@@ -614,6 +631,11 @@ class JobManager:
 
 
 _main_lock = threading.Lock()
+
+
+def _data_key(spec: ExperimentSpec) -> tuple[Any, ...]:
+    """What decides the data a job loads (the arguments of `datasets.load_for_spec`)."""
+    return spec.data.dataset, round(spec.data.shapes_noise, 6), spec.seed
 
 
 def _job_env() -> dict[str, str]:

@@ -210,6 +210,7 @@ def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> N
 
 
 def _apply_job_env(job: dict[str, Any]) -> None:
+    """Take over the app's PLAYGROUND_* settings that came with a command (runs and data folders)."""
     for name, value in job.get("env", {}).items():
         if name.startswith(JOB_ENV_PREFIX):
             os.environ[name] = value
@@ -219,10 +220,14 @@ def prepare_data(message: dict[str, Any]) -> None:
     """Load the dataset of a "prepare" command into the process's cache, quietly.
 
     Only data that is already here is loaded: a named dataset that would need a
-    download is left for the job, which reports its own errors.
+    download is left for the job. Any failure is left for the job too, which
+    loads the same data again and reports it.
+
+    Args:
+        message: the "prepare" command: {"cmd", "spec" (JSON), "env"}.
     """
     from playground import datasets
-    from playground.spec import ExperimentSpec, SpecError, is_named_dataset
+    from playground.spec import ExperimentSpec, is_named_dataset
 
     _apply_job_env(message)
     try:
@@ -232,8 +237,8 @@ def prepare_data(message: dict[str, Any]) -> None:
                 s.name == name and s.available_locally for s in datasets.dataset_status()):
             return
         datasets.load_for_spec(spec)
-    except (datasets.DatasetError, SpecError, OSError, ValueError):
-        pass  # the job, if one comes, reports the problem
+    except Exception:  # best effort: a failure here must never end the worker
+        pass
 
 
 def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:

@@ -336,3 +336,12 @@ def test_workers_exit_when_the_app_process_dies(tmp_path):
     finally:
         if app.poll() is None:
             app.kill()
+
+
+def test_a_worker_remembers_the_data_it_has_loaded_recently():
+    w = jobs._Worker(process=None, commands=None, events=None)
+    for seed in range(datasets.MAX_CACHED + 2):
+        w.remember(("shapes", 0.2, seed))
+    assert w.prepared == [("shapes", 0.2, seed) for seed in range(2, datasets.MAX_CACHED + 2)]  # as many as it caches
+    w.remember(("shapes", 0.2, 3))  # loaded again: now the most recent
+    assert w.prepared[-1] == ("shapes", 0.2, 3) and len(w.prepared) == datasets.MAX_CACHED

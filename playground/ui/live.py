@@ -193,6 +193,9 @@ def await_first_point(job: JobInfo | None) -> bool:
     second, so the page run that answers the click can draw it, instead of a
     later refresh of the live panel.
 
+    Args:
+        job: the session's latest job, as the page run sees it.
+
     Returns:
         True when the point is waiting to be drained.
     """
