@@ -628,7 +628,7 @@ PRESETS: dict[str, Preset] = {
             TrainSpec(optimizer="adam", learning_rate=0.003, schedule="one_cycle", batch_size=128, epochs=9),
         ),
         Preset(
-            "cifar_long", "CIFAR longer (VGG-style, 18 minutes)",
+            "cifar_long", "CIFAR longer (VGG-style, 17 minutes)",
             "The CIFAR fast network trained twice as long (19 epochs, one-cycle): above 80% on CIFAR-10 in under "
             "20 minutes on a 2-core CPU.",
             PreprocessSpec(flip=True),
