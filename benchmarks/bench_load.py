@@ -13,13 +13,13 @@ until the page is done, and the server's part (its first message to its
 script's finish). The same loads are timed on the idle server first, for
 comparison.
 
-In a class every student's browser runs on the student's own computer; here all
-of them share this machine's cores with the server. The students' Chromium
-therefore runs at the lowest CPU priority (`--students-niceness`, default 19):
-it drives the server as hard as ever (every click, refresh and chart is real)
-but takes only the CPU time that the server, its workers and the visitor leave
-over; `--students-niceness 0` shows the all-equal case. The CPU seconds each part used are reported. At
-the end it checks that every session finished through the queue and shows the
+All the students' browsers share this machine's cores with the server here (in
+a class each runs on the student's own computer). `--students-niceness N` runs
+the students' Chromium at a lower CPU priority to model that; the default, 0,
+gives everything the same priority, the harder case. The CPU seconds each part
+used are reported.
+
+At the end it checks that every session finished through the queue and shows the
 test accuracy of its OWN run (matched by seed in the saved runs), that each run
 has a different owner, and reports the peak memory of the server and its
 workers. Bounded: every wait has a timeout; the server is stopped at the end.
@@ -284,8 +284,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--max-concurrent", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--students-niceness", type=int, default=19,
-                        help="CPU niceness of the students' browser (0 = the same priority as the server)")
+    parser.add_argument("--students-niceness", type=int, default=0,
+                        help="CPU niceness of the students' browser (0 = the same priority as the server; 19 = the lowest)")
     args = parser.parse_args()
     result = run(args.sessions, args.max_concurrent, args.timeout, args.students_niceness)
     print(common.table(list(result), [list(result.values())]))
