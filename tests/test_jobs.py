@@ -117,7 +117,7 @@ def test_an_idle_worker_prepares_the_next_jobs_data(manager, tmp_path):
 @pytest.mark.slow
 def test_the_first_point_can_be_awaited(manager):
     job_id = manager.submit("w", TINY.with_values(epochs="1"))
-    assert manager.info("w", job_id).worker_ready  # the module's worker is warm by now
+    wait_for(lambda: manager.info("w", job_id).worker_ready, what="the worker to have TensorFlow loaded")
     assert manager.wait_for_event("w", job_id, "batch", TIMEOUT)
     first = [e for e in manager.drain("w", job_id) if e["type"] == "batch"][0]
     assert first["step"] == 0 and math.isfinite(first["loss"])  # the untrained model's point
