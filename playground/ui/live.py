@@ -77,7 +77,8 @@ def _curve_figure(title: str, p: RunProgress, train_key: str, val_key: str, batc
         # SVG, not WebGL: a few hundred points draw as fast, and browsers allow few WebGL contexts.
         traces.append(go.Scatter(x=points[:, 0], y=points[:, batch_index], mode="lines" if len(points) > 1 else "markers",
                                  name="train (batches)", line={"color": TRAIN_COLOR, "width": 1},
-                                 marker={"color": TRAIN_COLOR, "size": 6}, opacity=0.35 if len(points) > 1 else 0.8))
+                                 marker={"color": TRAIN_COLOR, "size": 6}, opacity=0.35 if len(points) > 1 else 0.8,
+                                 cliponaxis=len(points) > 1))  # the dot at epoch 0 shows whole, not cut by the axis
     history = p.history()
     if history["epoch"]:
         epochs = np.asarray(history["epoch"], dtype=np.float64)
