@@ -50,7 +50,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -190,49 +189,26 @@ SNAPSHOT = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (tells a process from a later one with its pid)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = common.proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
     """(pid, start time) of every descendant of `pid`, read from /proc."""
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                children = [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
-            except OSError:
-                continue
-            for child in children:
-                if (started := _start_time(child)) is not None:
-                    found.append((child, started))
-                    stack.append(child)
-    return found
+    return [(child, started) for child in common.process_tree(pid)[1:] if (started := _start_time(child)) is not None]
 
 
 class Server:
     """`streamlit run streamlit_app.py` on a free loopback port, with its own temporary folders."""
 
-    def __init__(self, root: Path):
-        self.port = _free_port()
+    def __init__(self, root: Path, settings: dict[str, str] | None = None):
+        """Launch it; `settings` are extra PLAYGROUND_* environment variables."""
+        self.port = common.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PLAYGROUND_RUNS_DIR": str(root / "runs"), "PLAYGROUND_DATA_DIR": str(root / "data"),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
+               "TF_CPP_MIN_LOG_LEVEL": "2", **(settings or {})}
         self.launched = time.time()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),

@@ -30,13 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -50,30 +45,10 @@ IDLE_HOME_LOADS = 3  # home-page loads timed before the load starts, for compari
 STUDENTS_FLAG = "--class-students"  # an extra switch (Chromium ignores it) that marks the students' browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tree(pid: int) -> list[int]:
-    """A process and all its descendants (from /proc)."""
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        found.append(current)
-        stack += [int(c) for c in children]
-    return found
-
-
 def _tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, from /proc (MB)."""
     total = 0
-    for current in _tree(pid):
+    for current in common.process_tree(pid):
         try:
             with open(f"/proc/{current}/status") as status:
                 total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
@@ -84,14 +59,15 @@ def _tree_rss_mb(pid: int) -> float:
 
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds the processes have used so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    fields = [f for f in map(common.proc_stat, pids) if f]
+    return sum(int(f[11]) + int(f[12]) for f in fields) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_part(server: int, students: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process, its workers and the students' browser."""
+    server_tree = common.process_tree(server)
+    return {"server": _cpu_seconds(server_tree[:1]), "workers": _cpu_seconds(server_tree[1:]),
+            "students_browser": _cpu_seconds(common.process_tree(students))}
 
 
 def _marked_browser() -> int:
@@ -108,7 +84,7 @@ def _marked_browser() -> int:
 
 def _renice_tree(pid: int, niceness: int) -> None:
     """Set the niceness of every thread of a process tree (Linux keeps one per thread)."""
-    for current in _tree(pid):
+    for current in common.process_tree(pid):
         try:
             threads = [int(t) for t in os.listdir(f"/proc/{current}/task")]
         except OSError:
@@ -182,26 +158,11 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
     from playground.runs import RunStore
 
     root = Path(tempfile.mkdtemp(prefix="pg-load-"))
-    port = _free_port()
-    env = {**os.environ, "PLAYGROUND_RUNS_DIR": str(root / "runs"), "PLAYGROUND_DATA_DIR": str(root / "data"),
-           "PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=common.ROOT, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = bench_latency.Server(root, {"PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1"})
+    base = server.base
     peak_mb, home_loads, home_failures, pages = 0.0, [], 0, []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.3)
+        server.wait_healthy()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                          args=["--no-sandbox", STUDENTS_FLAG])
@@ -220,16 +181,14 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
             for page in pages:
                 _wait_script_done(page, 240)
             _renice_tree(students, students_niceness)  # the renderers started since
-            server_tree = _tree(server.pid)
-            cpu_before = {"server": _cpu_seconds([server.pid]), "workers": _cpu_seconds(server_tree[1:]),
-                          "students_browser": _cpu_seconds(_tree(students))}
+            cpu_before = _cpu_by_part(server.process.pid, students)
             started = time.monotonic()
             for page in pages:
                 page.get_by_role("button", name="Train", exact=True).click()
             done: dict[int, str] = {}
             next_home = time.monotonic()
             while len(done) < sessions and time.monotonic() - started < timeout:
-                peak_mb = max(peak_mb, _tree_rss_mb(server.pid))
+                peak_mb = max(peak_mb, _tree_rss_mb(server.process.pid))
                 for i, page in enumerate(pages):
                     if i not in done and (value := _metric(page, "Test accuracy")):
                         done[i] = value
@@ -243,10 +202,7 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
                     next_home = time.monotonic() + HOME_INTERVAL_S
                 time.sleep(1.0)
             elapsed = time.monotonic() - started
-            server_tree = _tree(server.pid)
-            cpu = {"server": _cpu_seconds([server.pid]), "workers": _cpu_seconds(server_tree[1:]),
-                   "students_browser": _cpu_seconds(_tree(students))}
-            cpu = {name: round(cpu[name] - cpu_before[name]) for name in cpu}
+            cpu = {name: round(seconds - cpu_before[name]) for name, seconds in _cpu_by_part(server.process.pid, students).items()}
             exceptions = sum(p.locator('[data-testid="stException"]').count() for p in pages)
             browser.close()
             visitor_browser.close()
@@ -267,16 +223,12 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
             "home_script_median_s": round(common.median([t[2] for t in home_loads]), 2),
             "home_script_max_s": round(max((t[2] for t in home_loads), default=float("nan")), 2),
             "idle_home_returning_median_s": _median(idle, False, 1), "idle_home_first_visit_median_s": _median(idle, True, 1),
-            "peak_server_tree_mb": round(peak_mb), "server_alive": server.poll() is None,
+            "peak_server_tree_mb": round(peak_mb), "server_alive": server.process.poll() is None,
             "students_niceness": students_niceness, "cpu_s_server": cpu["server"], "cpu_s_workers": cpu["workers"],
             "cpu_s_students_browser": cpu["students_browser"],
         }
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: fresh processes, medians and tables.
+"""Shared helpers of the benchmarks: fresh processes, process trees, medians and tables.
 
 Every measurement that trains runs in a fresh Python process (spawned with
 `run_child`), so TensorFlow's thread pools, caches and memory start clean and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,39 @@ def emit(result: dict[str, Any]) -> None:
     result = {**result, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (index 0 = state), or None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` followed by all its descendants, read from /proc (children of every thread count)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        found.append(current)
+        for task in tasks:
+            try:
+                stack += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+            except OSError:
+                continue
+    return found
 
 
 def median(values: Sequence[float]) -> float:

@@ -153,18 +153,18 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
 
     training.configure_threads(threads or None, threads or None)
 
-    jobs: queue.Queue[tuple[dict[str, Any], Control] | None] = queue.Queue()
+    jobs: queue.Queue[tuple[dict[str, Any], Control | None] | None] = queue.Queue()
     threading.Thread(target=_read_commands, args=(commands, jobs, outbox), name="commands", daemon=True).start()
     outbox.send({"type": "ready", "pid": os.getpid()})
     while True:
         item = jobs.get()
         if item is None:
             break
-        job, control = item
-        if control is None:
-            prepare_data(job)
+        message, control = item
+        if control is None:  # a "prepare" command, not a job
+            prepare_data(message)
             continue
-        run_job(job, control, outbox)
+        run_job(message, control, outbox)
         gc.collect()
     os._exit(0)
 
