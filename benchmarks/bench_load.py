@@ -155,7 +155,7 @@ def _wait_script_done(page, timeout: float) -> None:
 def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     root = Path(tempfile.mkdtemp(prefix="pg-load-"))
     server = bench_latency.Server(root, {"PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1"})

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from playground import inspect  # noqa: E402
-from playground.models import build_model  # noqa: E402
-from playground.predict import Predictor  # noqa: E402
-from playground.spec import preset_spec  # noqa: E402
+from playground.analysis import activations  # noqa: E402
+from playground.model.network import build_model  # noqa: E402
+from playground.analysis.predict import Predictor  # noqa: E402
+from playground.spec.presets import preset_spec  # noqa: E402
 
 GOAL_SECONDS = 0.100
 
@@ -92,7 +92,7 @@ def main() -> int:
             p90 = statistics.quantiles(t, n=10)[-1]
             print(f"{model_name:<18} {image_name:<22} {len(data):>10,} {median * 1000:>10.1f} {p90 * 1000:>8.1f} {min(t) * 1000:>8.1f}")
         prepared = predictor.predict_bytes(images["small PNG 28x28"], "x").image
-        cam = timings(lambda: inspect.gradcam(predictor.model, prepared), max(5, repeats // 4))
+        cam = timings(lambda: activations.gradcam(predictor.model, prepared), max(5, repeats // 4))
         forward = timings(lambda: predictor.probabilities(prepared[None]), repeats)
         print(f"{model_name:<18} {'(forward pass only)':<22} {'':>10} {statistics.median(forward) * 1000:>10.1f}")
         print(f"{model_name:<18} {'(Grad-CAM, per image)':<22} {'':>10} {statistics.median(cam) * 1000:>10.1f}")

@@ -21,7 +21,7 @@ from benchmarks import common
 
 common.setup_path()
 
-from playground import cost  # noqa: E402  (after setup_path)
+from playground.model import cost  # noqa: E402  (after setup_path)
 
 
 # ---------------------------------------------------------------------------
@@ -30,7 +30,7 @@ from playground import cost  # noqa: E402  (after setup_path)
 
 
 def _spec(args):
-    from playground.spec import preset_spec
+    from playground.spec.presets import preset_spec
 
     spec = preset_spec(args.preset, dataset=args.dataset, seed=args.seed)
     changes = {}
@@ -47,7 +47,8 @@ def _spec(args):
 
 def child_train(args) -> dict:
     """The library's training path (what a worker runs), with the test accuracy at the end."""
-    from playground import datasets, training
+    from playground.data import datasets
+    from playground.training import loop as training
 
     training.configure_threads()
     spec = _spec(args)
@@ -68,7 +69,9 @@ def child_bare_fit(args) -> dict:
     """A bare `model.fit` of the same model on the same images, batch size and thread settings."""
     import numpy as np
 
-    from playground import datasets, models, training
+    from playground.data import datasets
+    from playground.model import network as models
+    from playground.training import loop as training
 
     training.configure_threads()
     spec = _spec(args)
@@ -87,7 +90,7 @@ def child_bare_fit(args) -> dict:
 
 def child_app(args) -> dict:
     """The app's path: a warm spawn worker, progress events relayed and drained twice a second."""
-    from playground.jobs import JobManager
+    from playground.training.jobs import JobManager
 
     manager = JobManager(max_concurrent=1, grace_seconds=3600)
     try:
@@ -112,7 +115,7 @@ def child_peak() -> dict:
     """This machine's float32 matrix-multiply rate (FLOP/s), the best of several 2048^3 products."""
     import tensorflow as tf
 
-    from playground import training
+    from playground.training import loop as training
 
     training.configure_threads()
     n = 2048
@@ -128,8 +131,9 @@ def child_peak() -> dict:
 
 def child_flops(args) -> dict:
     """Forward FLOPs per image of the spec's model, from the layer table."""
-    from playground import datasets, models
-    from playground.layer_table import layer_table
+    from playground.data import datasets
+    from playground.model import network as models
+    from playground.model.table import layer_table
 
     spec = _spec(args)
     dataset = datasets.load_for_spec(spec)
@@ -211,7 +215,7 @@ def bench_efficiency(args) -> str:
 
 
 def bench_scale(args) -> str:
-    from playground import spec as spec_module
+    from playground.spec.experiment import DataSpec
 
     rows = []
     base = args.sample or 8000
@@ -220,7 +224,7 @@ def bench_scale(args) -> str:
         for sample in (base // 2, base, base * 2):
             r = [common.run_child("bench_training", ["train", *_child_args(args, sample=sample, width=width, epochs=1)])
                  for _ in range(args.repeats)]
-            images = cost.train_images(sample, sample, spec_module.DataSpec().validation_split)
+            images = cost.train_images(sample, sample, DataSpec().validation_split)
             rows.append([sample, f"x{width}", r[0]["params"], flops / 1e6, common.median([x["seconds_per_epoch"] for x in r]),
                          cost.epoch_seconds(flops, images), common.median([x["images_per_second"] for x in r]),
                          max(x["peak_rss_mb"] for x in r)])

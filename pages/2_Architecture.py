@@ -8,10 +8,11 @@ import streamlit as st
 
 st.set_page_config(page_title="Architecture · CNN Playground", page_icon=":material/account_tree:", layout="wide")
 
-from playground import conv_explainer as ce  # noqa: E402  (after set_page_config)
-from playground import figures  # noqa: E402
-from playground.models import export_keras_code  # noqa: E402
-from playground.spec import SpecError, check  # noqa: E402
+from playground.analysis import conv_explainer as ce  # noqa: E402  (after set_page_config)
+from playground.analysis import figures  # noqa: E402
+from playground.model.network import export_keras_code  # noqa: E402
+from playground.spec.experiment import SpecError  # noqa: E402
+from playground.spec.validation import check  # noqa: E402
 from playground.ui.model_source import Network, choose_network, describe  # noqa: E402
 from playground.ui.playground_page import architecture_key, layer_rows  # noqa: E402
 

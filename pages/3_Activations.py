@@ -9,10 +9,11 @@ import streamlit as st
 
 st.set_page_config(page_title="Activations · CNN Playground", page_icon=":material/grid_view:", layout="wide")
 
-from playground import figures, inspect  # noqa: E402  (after set_page_config)
-from playground.images import ImageError, decode_image, prepare_for_model  # noqa: E402
-from playground.predict import prepare_options_for, stored_options  # noqa: E402
-from playground.spec import ACTIVATIONS  # noqa: E402
+from playground.analysis import figures
+from playground.analysis import activations  # noqa: E402  (after set_page_config)
+from playground.data.images import ImageError, decode_image, prepare_for_model  # noqa: E402
+from playground.analysis.predict import prepare_options_for, stored_options  # noqa: E402
+from playground.spec.fields import ACTIVATIONS  # noqa: E402
 from playground.ui.model_source import choose_network, describe, load_data, network_model  # noqa: E402
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
@@ -49,13 +50,13 @@ def choose_image(dataset, input_shape, prepare: dict) -> tuple[np.ndarray, int |
 
 def feature_map_section(model, image: np.ndarray, activation: str) -> None:
     """Before and after the activation, for every conv layer, one colour-scaled grid each."""
-    stages = inspect.activation_stages(model)
+    stages = activations.activation_stages(model)
     if not stages:
         st.info("This network has no conv layers.")
         return
     names = list(dict.fromkeys(n for s in stages for n in (s.before, s.after) if n))
     start = time.perf_counter()
-    maps = inspect.feature_maps(model, image, names)
+    maps = activations.feature_maps(model, image, names)
     computed = time.perf_counter() - start
     start = time.perf_counter()
     drawn = 0
@@ -87,15 +88,15 @@ def feature_map_section(model, image: np.ndarray, activation: str) -> None:
 
 def filter_section(network, model) -> None:
     """First-layer filters before and after training, side by side."""
-    after = inspect.first_layer_filters(model)
+    after = activations.first_layer_filters(model)
     if not network.trained:
         st.plotly_chart(figures.filter_grid(after, title="Initial filters (untrained, random)"), config=NO_BAR,
                         key="act_filters_now")
         st.caption("Random numbers: no pattern yet. Train the network and compare.")
         return
     try:
-        before = inspect.first_layer_filters(network.record)
-    except inspect.InspectError:
+        before = activations.first_layer_filters(network.record)
+    except activations.InspectError:
         before = None
     left, right = st.columns(2)
     if before is not None:
@@ -110,13 +111,13 @@ def filter_section(network, model) -> None:
 @st.fragment
 def attention_section(model, image: np.ndarray, class_names: tuple[str, ...]) -> None:
     """Grad-CAM for the predicted class and a chosen one, and the saliency of the chosen class."""
-    probabilities = inspect.predict(model, image)
+    probabilities = activations.predict(model, image)
     predicted = int(np.argmax(probabilities))
     chosen = st.selectbox("Explain the class", range(len(class_names)), index=predicted,
                           format_func=lambda i: f"{class_names[i]} ({probabilities[i]:.1%})", key="act_class")
-    cam_predicted, _ = inspect.gradcam(model, image)
-    cam_chosen, _ = inspect.gradcam(model, image, chosen)
-    salient = inspect.saliency(model, image, chosen)
+    cam_predicted, _ = activations.gradcam(model, image)
+    cam_chosen, _ = activations.gradcam(model, image, chosen)
+    salient = activations.saliency(model, image, chosen)
     columns = st.columns(3)
     columns[0].plotly_chart(figures.heatmap_overlay(image, cam_predicted, title=f"Grad-CAM: {class_names[predicted]} (predicted)"),
                             config=NO_BAR, key="act_cam_predicted")
@@ -124,7 +125,7 @@ def attention_section(model, image: np.ndarray, class_names: tuple[str, ...]) ->
                             config=NO_BAR, key="act_cam_chosen")
     columns[2].plotly_chart(figures.heatmap_overlay(image, salient, title=f"Saliency: {class_names[chosen]}"),
                             config=NO_BAR, key="act_saliency")
-    st.caption(f"Grad-CAM weighs the maps of the last conv layer ({inspect.last_conv_output(model)}) by the gradient of "
+    st.caption(f"Grad-CAM weighs the maps of the last conv layer ({activations.last_conv_output(model)}) by the gradient of "
                "the class's logit and keeps the positive part: where the evidence for that class lies, at the resolution "
                "of that layer. Saliency is |∂ logit / ∂ pixel|: which single pixels would change the score most.")
 
@@ -157,7 +158,7 @@ chosen = choose_image(dataset, network.input_shape, prepare)
 if chosen is None:
     st.stop()
 image, label, caption = chosen
-probabilities = inspect.predict(model, image)
+probabilities = activations.predict(model, image)
 predicted = int(np.argmax(probabilities))
 left, right = st.columns([1, 2])
 with left:

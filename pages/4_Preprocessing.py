@@ -7,9 +7,10 @@ import streamlit as st
 
 st.set_page_config(page_title="Preprocessing · CNN Playground", page_icon=":material/tune:", layout="wide")
 
-from playground import figures  # noqa: E402  (after set_page_config)
-from playground.preprocess import augment_examples, normalize_examples  # noqa: E402
-from playground.spec import NORMALIZATIONS, ExperimentSpec, SpecError  # noqa: E402
+from playground.analysis import figures  # noqa: E402  (after set_page_config)
+from playground.model.preprocess import augment_examples, normalize_examples  # noqa: E402
+from playground.spec.experiment import ExperimentSpec, SpecError  # noqa: E402
+from playground.spec.fields import NORMALIZATIONS
 from playground.ui.model_source import choose_network, load_data  # noqa: E402
 
 NO_BAR = {"displayModeBar": False}

@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from playground import metric_figures, metrics
-from playground.datasets import DatasetError, load_for_spec
-from playground.evaluation import EvaluationError, evaluate_run
-from playground.runs import RunStoreError
+from playground.analysis import metric_figures
+from playground.analysis import metrics
+from playground.data.datasets import DatasetError, load_for_spec
+from playground.runs.evaluation import EvaluationError, evaluate_run
+from playground.runs.store import RunStoreError
 from playground.ui.run_picker import pick_run
 
 st.set_page_config(page_title="Decision quality · CNN Playground", layout="wide")

@@ -13,17 +13,15 @@ the command line, and the teacher code unlocks the others.
 
 from __future__ import annotations
 
-import hmac
-import os
 
 import streamlit as st
 
-from playground import compare, metric_figures
-from playground.datasets import DatasetError
-from playground.ensemble import EnsembleError, evaluate_ensemble
-from playground.evaluation import EvaluationError
-from playground.leaderboard import TEACHER_CODE_ENV
-from playground.runs import RunStore, RunStoreError
+from playground.runs import compare
+from playground.analysis import metric_figures
+from playground.data.datasets import DatasetError
+from playground.runs.ensemble import EnsembleError, evaluate_ensemble
+from playground.runs.evaluation import EvaluationError
+from playground.runs.store import RunStore, RunStoreError
 from playground.settings import get_settings
 from playground.ui.run_picker import run_label
 from playground.ui.session import current_run_id, session_id, visible_runs
@@ -136,11 +134,12 @@ elif len(members) < 2:
 
 # ---------------------------------------------------------------- rename / delete
 st.subheader("Rename or delete")
-teacher_code = os.environ.get(TEACHER_CODE_ENV, "")
+settings = get_settings()
+teacher_code = settings.teacher_code
 unlocked = False
 if teacher_code:
     entered = st.text_input("Teacher code (to manage other sessions' runs)", type="password", key="compare_teacher_code")
-    unlocked = bool(entered) and hmac.compare_digest(entered.encode(), teacher_code.encode())
+    unlocked = settings.is_teacher_code(entered)
 me = session_id()
 manageable = {r.run_id: r for r in records if unlocked or compare.may_manage(r, me, protected=bool(teacher_code))}
 if teacher_code and not unlocked:

@@ -22,10 +22,12 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from playground import bundle, figures, inspect
-from playground.images import INVERT_CHOICES
-from playground.models import export_keras_code
-from playground.predict import Prediction, PredictError, PredictionFailure, Predictor
+from playground.runs import bundle
+from playground.analysis import figures
+from playground.analysis import activations
+from playground.data.images import INVERT_CHOICES
+from playground.model.network import export_keras_code
+from playground.analysis.predict import Prediction, PredictError, PredictionFailure, Predictor
 from playground.ui.run_picker import pick_run
 from playground.ui.session import session_id
 
@@ -92,7 +94,7 @@ def explain(predictor: Predictor, results: list[Prediction | PredictionFailure])
             shown.append(Shown(small))
             continue
         try:
-            heatmap, _ = inspect.gradcam(predictor.model, result.image, result.class_index)
+            heatmap, _ = activations.gradcam(predictor.model, result.image, result.class_index)
             shown.append(Shown(small, heatmap))
         except ValueError as exc:  # e.g. a network without conv layers has nothing to weigh
             shown.append(Shown(small, None, f"Grad-CAM is not available for this network: {exc}"))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.leaderboard import MAX_NAME_LENGTH, Challenge, ChallengeBoard, ChallengeError
-from playground.runs import RunStore
-from playground.spec import DATASETS
+from playground.runs.leaderboard import MAX_NAME_LENGTH, Challenge, ChallengeBoard, ChallengeError
+from playground.runs.store import RunStore
+from playground.data.catalog import CATALOG, dataset_title
 from playground.ui.session import session_id
 
 st.set_page_config(page_title="Class challenge · CNN Playground", layout="wide")
@@ -133,8 +133,8 @@ with st.expander("Teacher: set the challenge", expanded=target is None):
                    "Choose a code below, or start the server with PLAYGROUND_TEACHER_CODE, to protect it.")
     current = target or Challenge("mnist", 0.99, 100_000)
     with st.form("challenge_form"):
-        names = list(DATASETS)
-        dataset = st.selectbox("Dataset", names, index=names.index(current.dataset), format_func=DATASETS.get)
+        names = list(CATALOG)
+        dataset = st.selectbox("Dataset", names, index=names.index(current.dataset), format_func=dataset_title)
         min_acc = st.number_input("Minimum test accuracy (%)", 0.0, 100.0, value=round(current.min_accuracy * 100, 2), step=0.1, format="%.2f")
         max_params = st.number_input("Most parameters (0 = no limit)", 0, 50_000_000, value=current.max_params, step=1000)
         note = st.text_input("Note to the class (optional)", value=current.note, max_chars=200)

@@ -16,8 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import folder_datasets
-from playground.datasets import DatasetError, import_npz, import_zip, load_dataset
+from playground.data import folders as folder_datasets
+from playground.data.datasets import DatasetError, import_npz, import_zip, load_dataset
 from playground.settings import get_settings
 
 SAMPLES_PER_CLASS = 8  # example images shown per class

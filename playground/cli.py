@@ -28,16 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from playground.spec import (
-    DATASET_INPUT_SHAPES,
-    PRESETS,
-    ExperimentSpec,
-    SpecError,
-    field_names,
-    is_named_dataset,
-    preset_spec,
-    validate,
-)
+from playground.data.catalog import CATALOG, is_named_dataset
+from playground.spec.experiment import ExperimentSpec, SpecError, field_names
+from playground.spec.presets import PRESETS, preset_spec
+from playground.spec.validation import validate
 
 EXIT_OK = 0
 EXIT_SOME_FILES_FAILED = 1  # predict: at least one file could not be used
@@ -128,14 +122,14 @@ def _train(args: argparse.Namespace) -> int:
         spec = spec.with_values(time_budget=args.time_budget)
     validate(spec)  # before loading anything: a wrong setting costs nothing
 
-    from playground import datasets
+    from playground.data import datasets
 
     dataset = datasets.load_for_spec(spec)  # before TensorFlow: a missing dataset is reported at once
     validate(spec, dataset.input_shape)
 
     _import_tensorflow_quietly()
-    from playground import training
-    from playground.runs import RunStore, RunStoreError
+    from playground.training import loop as training
+    from playground.runs.store import RunStore, RunStoreError
 
     training.configure_threads(args.threads, args.threads)
     store = RunStore(args.out) if args.out else RunStore()
@@ -175,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     store, run_id = _locate_run(args.run)
-    from playground.predict import Predictor
+    from playground.analysis.predict import Predictor
 
     predictor = Predictor.from_run(run_id, store)
     status = EXIT_OK
@@ -209,14 +203,14 @@ def _code(args: argparse.Namespace) -> int:
         spec = _apply_sets(spec, args.set)
         input_shape, num_classes = _shape_and_classes(spec)
     _import_tensorflow_quietly()
-    from playground.models import export_keras_code
+    from playground.model.network import export_keras_code
 
     print(export_keras_code(spec, input_shape, num_classes), end="")
     return EXIT_OK
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from playground.datasets import dataset_status
+    from playground.data.datasets import dataset_status
 
     for status in dataset_status():
         if args.json:
@@ -290,10 +284,8 @@ def _shape_and_classes(spec: ExperimentSpec) -> tuple[tuple[int, int, int], int]
     """Input shape and class count of a spec's dataset: known for named datasets, read for paths."""
     name = spec.data.dataset
     if is_named_dataset(name):
-        from playground.builtin_datasets import SHAPE_CLASSES
-
-        return DATASET_INPUT_SHAPES[name], len(SHAPE_CLASSES) if name == "shapes" else 10
-    from playground.datasets import load_for_spec
+        return CATALOG[name].input_shape, CATALOG[name].num_classes
+    from playground.data.datasets import load_for_spec
 
     dataset = load_for_spec(spec)
     return dataset.input_shape, dataset.num_classes
@@ -305,7 +297,7 @@ def _locate_run(where: str):
     if not path.is_dir() and len(path.parts) != 1:
         raise SpecError(f"There is no run folder at {path}.")
     _import_tensorflow_quietly()
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     if path.is_dir():
         return RunStore(path.resolve().parent), path.resolve().name

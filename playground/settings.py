@@ -7,6 +7,7 @@ environment variables.
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,20 @@ class Settings:
     session_grace_seconds: float  # a run whose browser session is gone is cancelled after this (PLAYGROUND_SESSION_GRACE, default 120)
     max_upload_mb: int  # largest upload accepted (PLAYGROUND_MAX_UPLOAD_MB, default 200)
     private_runs: bool = False  # each browser session sees only its own runs and those saved from the CLI (PLAYGROUND_PRIVATE_RUNS=1)
+    teacher_code: str = ""  # protects the class challenge and other sessions' runs (PLAYGROUND_TEACHER_CODE, "" = none)
+    mixed_precision: bool = True  # float16 compute on GPUs that support it (PLAYGROUND_MIXED_PRECISION=0 keeps float32)
 
     @property
     def uploads_dir(self) -> Path:
         """Datasets extracted from browser uploads; the only paths the browser may name."""
         return self.data_dir / "uploads"
+
+    def is_teacher_code(self, entered: str) -> bool:
+        """Whether `entered` is this server's teacher code (compared in constant time; False when none is set)."""
+        return bool(self.teacher_code) and hmac.compare_digest(entered.encode(), self.teacher_code.encode())
+
+
+TEACHER_CODE_ENV = "PLAYGROUND_TEACHER_CODE"  # the variable that sets the teacher code
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
@@ -35,6 +45,20 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
         return max(minimum, int(os.environ.get(name, default)))
     except ValueError:
         return default
+
+
+def parse_bool(text: str | None, default: bool | None) -> bool | None:
+    """Read a yes/no setting: "1", "true", "yes", "on" and "0", "false", "no", "off" (any case); anything else is `default`."""
+    value = (text or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return default
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def get_settings() -> Settings:
@@ -51,5 +75,7 @@ def get_settings() -> Settings:
         max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", max(1, cores // 2)),
         session_grace_seconds=grace,
         max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
-        private_runs=os.environ.get("PLAYGROUND_PRIVATE_RUNS", "0").strip().lower() in ("1", "true", "yes", "on"),
+        private_runs=parse_bool(os.environ.get("PLAYGROUND_PRIVATE_RUNS"), False),
+        teacher_code=os.environ.get(TEACHER_CODE_ENV, ""),
+        mixed_precision=parse_bool(os.environ.get("PLAYGROUND_MIXED_PRECISION"), True),
     )

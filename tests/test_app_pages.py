@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.runs import RunStore
-from playground.spec import DATASETS, ExperimentSpec
-from playground.ui.url_state import read_url, safe_dataset, url_params
+from playground.runs.store import RunStore
+from playground.data.catalog import CATALOG
+from playground.spec.experiment import ExperimentSpec
+from playground.spec.url import read_url, safe_dataset, url_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = "pages/1_Playground.py"
@@ -55,7 +56,7 @@ def test_home_page_lists_datasets_and_pages():
     assert not at.exception
     assert at.title[0].value == "CNN Playground"
     table = at.table[0].value
-    assert set(table["name in links"]) == set(DATASETS)
+    assert set(table["name in links"]) == set(CATALOG)
     shapes = table[table["name in links"] == "shapes"].iloc[0]
     assert shapes["here"] == "yes"
     assert "Quick start" in texts(at.subheader)
@@ -219,7 +220,7 @@ def test_train_through_the_widgets_continue_and_reset():
 
 
 def test_the_first_point_of_a_curve_shows_as_a_dot_and_later_ones_as_a_line():
-    from playground.progress import RunProgress
+    from playground.training.progress import RunProgress
     from playground.ui import live
 
     p = RunProgress()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from playground.batch_norm import FusedBatchNormalization
+from playground.model.layers import FusedBatchNormalization
 
 
 def _pair(shape, momentum=0.9):

@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 
-from playground import bundle
-from playground.bundle import BundleError, export_bundle, export_keras_file, import_bundle, read_bundle
-from playground.models import build_model, export_keras_code
-from playground.predict import Predictor
-from playground.runs import RunStore
+from playground.runs import bundle
+from playground.runs.bundle import BundleError, export_bundle, export_keras_file, import_bundle, read_bundle
+from playground.model.network import build_model, export_keras_code
+from playground.analysis.predict import Predictor
+from playground.runs.store import RunStore
 from playground.settings import get_settings
-from playground.spec import preset_spec
-from playground.training import TrainResult
+from playground.spec.presets import preset_spec
+from playground.training.loop import TrainResult
 
 
 def _saved_run(spec, input_shape, class_names, *, owner="alice", dataset_name=None, store=None):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from playground import cli
-from playground.spec import PRESETS, preset_spec
+from playground.spec.presets import PRESETS, preset_spec
 
 SMALL = ["--set", "sample_size=300", "--set", "filters=4,8", "--set", "dense_units=16", "--set", "batch_size=32"]
 
@@ -70,7 +70,7 @@ def test_predict_each_file_and_survive_bad_ones(trained_run, tmp_path, capsys):
     status, stdout, _, _ = trained_run
     assert status == 0
     run_dir = json.loads(stdout.strip().splitlines()[-1])["run_dir"]
-    from playground.datasets import load_dataset
+    from playground.data.datasets import load_dataset
 
     shapes = load_dataset("shapes")
     gray = tmp_path / "shape.png"

@@ -4,9 +4,10 @@ who may manage a run."""
 import math
 from pathlib import Path
 
-from playground.compare import differing_fields, largest_task_group, may_manage, run_row, task_key
-from playground.runs import RunRecord
-from playground.spec import ExperimentSpec, preset_spec
+from playground.runs.compare import differing_fields, largest_task_group, may_manage, run_row, task_key
+from playground.runs.record import RunRecord
+from playground.spec.experiment import ExperimentSpec
+from playground.spec.presets import preset_spec
 from playground.ui.run_picker import run_label
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from playground import conv_explainer as ce
-from playground.arithmetic import conv_output_size
+from playground.analysis import conv_explainer as ce
+from playground.spec.arithmetic import conv_output_size
 
 
 def _tf_conv(image, filters, stride, padding):

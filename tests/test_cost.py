@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from playground import cost
+from playground.model import cost
 
 
 def test_train_images_apply_the_sample_and_the_validation_split():

@@ -22,11 +22,13 @@ import pytest
 from PIL import Image
 
 from image_corpus import TEXT_FILE, encode, gradient, truncated_jpeg
-from playground import dataset_sources, datasets, folder_datasets
-from playground import spec as spec_module
-from playground.dataset_sources import REMOTE_FILES, RemoteFile
-from playground.datasets import Dataset, DatasetError, load_dataset, split_train_validation
-from playground.spec import DataSpec, ExperimentSpec
+from playground.data import sources as dataset_sources
+from playground.data import datasets
+from playground.data import folders as folder_datasets
+from playground.data.catalog import CATALOG
+from playground.data.sources import REMOTE_FILES, RemoteFile
+from playground.data.datasets import Dataset, DatasetError, load_dataset, split_train_validation
+from playground.spec.experiment import DataSpec, ExperimentSpec
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -693,14 +695,14 @@ def test_real_fashion_mnist_from_the_debian_package():
 def test_the_known_sizes_of_the_built_ins_match_what_they_load(name, options):
     # The Playground sizes networks from these constants without drawing the images on the server.
     ds = datasets.load_dataset(name, **options)
-    assert len(ds.x_train) == spec_module.DATASET_TRAIN_SIZES[name]
-    assert ds.num_classes == spec_module.DATASET_CLASS_COUNTS[name]
-    assert tuple(ds.input_shape) == spec_module.DATASET_INPUT_SHAPES[name]
+    assert len(ds.x_train) == CATALOG[name].train_size
+    assert ds.num_classes == CATALOG[name].num_classes
+    assert tuple(ds.input_shape) == CATALOG[name].input_shape
 
 
 def test_a_worker_prepares_only_data_that_is_already_here(mirror, monkeypatch, tmp_path):
     """The worker's "prepare" (the Playground's data, loaded while the worker is idle) never downloads."""
-    from playground import worker
+    from playground.training import worker
 
     folder, _ = mirror
     _publish(folder, "mnist.npz", _tiny_mnist(), monkeypatch)

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from playground.devices import DeviceInfo
+from playground.training.devices import DeviceInfo
 
 
 def _run(code: str, tmp_path) -> dict:
@@ -28,10 +28,11 @@ def test_training_spreads_over_two_logical_cpus(tmp_path):
     out = _run(
         """
         import json
-        from playground import devices
+        from playground.training import devices
         devices.split_cpu(2)
-        from playground import datasets, training
-        from playground.spec import ExperimentSpec
+        from playground.data import datasets
+        from playground.training import loop as training
+        from playground.spec.experiment import ExperimentSpec
         spec = ExperimentSpec().with_values(dataset="shapes", sample_size=256, filters="4,8", dense_units="16",
                                             epochs=2, batch_size=32, validation_split=0.0)
         strategy = devices.training_strategy()
@@ -53,7 +54,7 @@ def test_one_cpu_uses_the_default_strategy_and_float32(tmp_path):
         """
         import json
         import keras
-        from playground import devices
+        from playground.training import devices
         on = devices.use_mixed_precision()
         print(json.dumps({"strategy": type(devices.training_strategy()).__name__, "mixed": on,
                           "policy": keras.mixed_precision.global_policy().name,
@@ -72,7 +73,7 @@ def test_describe_names_gpus_and_precision():
 
 
 def test_split_cpu_refuses_zero():
-    from playground import devices
+    from playground.training import devices
 
     with pytest.raises(ValueError, match="count=0"):
         devices.split_cpu(0)

@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from playground import ensemble, evaluation
-from playground.runs import RunStore, RunStoreError
+from playground.runs import ensemble
+from playground.runs import evaluation
+from playground.runs.store import RunStore, RunStoreError
 from tiny_runs import trained
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from playground import figures as fg
+from playground.analysis import figures as fg
 
 
 def test_tile_maps_places_map_f_at_row_f_div_columns_and_column_f_mod_columns():

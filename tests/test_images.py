@@ -21,7 +21,7 @@ from image_corpus import (
     photo,
     png_header_bomb,
 )
-from playground.images import ImageError, decode_image, prepare_for_model, read_image
+from playground.data.images import ImageError, decode_image, prepare_for_model, read_image
 
 # ---------------------------------------------------------------------------
 # Every mode, in the formats that can store it.

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from playground import inspect
+from playground.analysis import activations
 
 
 def _small_cnn(residual=False):
@@ -45,7 +45,7 @@ def image():
 
 def test_feature_map_shapes_equal_layer_output_shapes(cnn, image):
     names = [layer.name for layer in cnn.layers if len(layer.output.shape) == 4 and layer.name != "image"]
-    maps = inspect.feature_maps(cnn, image, names)
+    maps = activations.feature_maps(cnn, image, names)
     assert list(maps) == names
     for name in names:
         assert maps[name].shape == tuple(cnn.get_layer(name).output.shape[1:]), name
@@ -53,7 +53,7 @@ def test_feature_map_shapes_equal_layer_output_shapes(cnn, image):
 
 
 def test_feature_maps_equal_the_convolution_computed_by_hand(cnn, image):
-    maps = inspect.feature_maps(cnn, image, ["block1_conv1", "block1_bn1", "block1_act1"])
+    maps = activations.feature_maps(cnn, image, ["block1_conv1", "block1_bn1", "block1_act1"])
     conv = cnn.get_layer("block1_conv1")
     expected = tf.nn.conv2d(image[None] / 255.0, conv.kernel, 1, "SAME")[0] + conv.bias
     np.testing.assert_allclose(maps["block1_conv1"], expected, rtol=1e-4, atol=1e-5)
@@ -64,23 +64,23 @@ def test_feature_maps_equal_the_convolution_computed_by_hand(cnn, image):
 
 
 def test_activation_stages_pair_each_conv_with_what_feeds_its_activation(cnn):
-    stages = inspect.activation_stages(cnn)
+    stages = activations.activation_stages(cnn)
     assert [(s.conv, s.before, s.after, s.block) for s in stages] == [
         ("block1_conv1", "block1_bn1", "block1_act1", 1),
         ("block2_conv1", "block2_conv1", "block2_act1", 2),
     ]
-    residual = inspect.activation_stages(_small_cnn(residual=True))
+    residual = activations.activation_stages(_small_cnn(residual=True))
     assert residual[1].before == "block2_add"
 
 
 def test_feature_maps_reject_dense_layers_and_unknown_names(cnn, image):
-    with pytest.raises(inspect.InspectError, match="Received: layer='dense1'"):
-        inspect.feature_maps(cnn, image, ["dense1"])
-    with pytest.raises(inspect.InspectError, match="Received: layer='block9_conv1'"):
-        inspect.feature_maps(cnn, image, ["block9_conv1"])
-    with pytest.raises(inspect.InspectError, match=r"Received: shape=\(12, 12, 3\)"):
-        inspect.feature_maps(cnn, np.zeros((12, 12, 3)), ["block1_conv1"])
-    assert inspect.feature_maps(cnn, image, []) == {}
+    with pytest.raises(activations.InspectError, match="Received: layer='dense1'"):
+        activations.feature_maps(cnn, image, ["dense1"])
+    with pytest.raises(activations.InspectError, match="Received: layer='block9_conv1'"):
+        activations.feature_maps(cnn, image, ["block9_conv1"])
+    with pytest.raises(activations.InspectError, match=r"Received: shape=\(12, 12, 3\)"):
+        activations.feature_maps(cnn, np.zeros((12, 12, 3)), ["block1_conv1"])
+    assert activations.feature_maps(cnn, image, []) == {}
 
 
 def _left_right_model():
@@ -105,24 +105,24 @@ def _bright_left_image():
 
 def test_gradcam_puts_the_bright_class_on_the_left_and_the_dark_class_on_the_right():
     model, image = _left_right_model(), _bright_left_image()
-    heatmap, predicted = inspect.gradcam(model, image)
+    heatmap, predicted = activations.gradcam(model, image)
     assert predicted == 0  # logits (63.5, 32)
     assert heatmap.shape == (8, 8) and heatmap.dtype == np.float32
     assert heatmap.min() >= 0 and heatmap.max() == pytest.approx(1.0)
     assert heatmap[:, :4].sum() > 0.95 * heatmap.sum()
-    dark, chosen = inspect.gradcam(model, image, class_index=1)
+    dark, chosen = activations.gradcam(model, image, class_index=1)
     assert chosen == 1
     assert dark[:, 4:].sum() > 0.95 * dark.sum()
 
 
 def test_gradcam_resizes_to_the_input_and_explains_the_predicted_class(cnn, image):
-    heatmap, predicted = inspect.gradcam(cnn, image)
-    assert predicted == int(np.argmax(inspect.predict(cnn, image)))
+    heatmap, predicted = activations.gradcam(cnn, image)
+    assert predicted == int(np.argmax(activations.predict(cnn, image)))
     assert heatmap.shape == (12, 12)
     assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
-    assert inspect.last_conv_output(cnn) == "block2_act1"
-    with pytest.raises(inspect.InspectError, match="Received: class_index=3"):
-        inspect.gradcam(cnn, image, class_index=3)
+    assert activations.last_conv_output(cnn) == "block2_act1"
+    with pytest.raises(activations.InspectError, match="Received: class_index=3"):
+        activations.gradcam(cnn, image, class_index=3)
 
 
 def test_saliency_of_a_linear_model_is_its_largest_absolute_weight_per_pixel():
@@ -132,7 +132,7 @@ def test_saliency_of_a_linear_model_is_its_largest_absolute_weight_per_pixel():
     model = keras.Model(image, keras.layers.Softmax(name="probabilities")(dense(keras.layers.Flatten(name="flatten")(image))))
     weights = rng.normal(size=(32, 2)).astype(np.float32)
     dense.set_weights([weights, np.zeros(2, np.float32)])
-    result = inspect.saliency(model, rng.uniform(0, 255, (4, 4, 2)), class_index=1)
+    result = activations.saliency(model, rng.uniform(0, 255, (4, 4, 2)), class_index=1)
     expected = np.abs(weights[:, 1].reshape(4, 4, 2)).max(axis=-1)
     np.testing.assert_allclose(result, expected / expected.max(), rtol=1e-5)
 
@@ -140,35 +140,35 @@ def test_saliency_of_a_linear_model_is_its_largest_absolute_weight_per_pixel():
 def test_embeddings_are_the_input_of_the_logits_layer():
     model = _left_right_model()
     images = np.stack([_bright_left_image(), np.zeros((8, 8, 1), np.float32), np.full((8, 8, 1), 255.0, np.float32)])
-    result = inspect.embeddings(model, images, batch_size=2)  # two batches
+    result = activations.embeddings(model, images, batch_size=2)  # two batches
     # Penultimate = global average of ReLU(x - 128) and ReLU(128 - x).
     expected = np.stack([np.maximum(images - 128, 0).mean(axis=(1, 2, 3)), np.maximum(128 - images, 0).mean(axis=(1, 2, 3))], axis=1)
     np.testing.assert_allclose(result, expected, rtol=1e-5)
-    maps = inspect.embeddings(model, images, layer="block1_act1")
+    maps = activations.embeddings(model, images, layer="block1_act1")
     assert maps.shape == (3, 8 * 8 * 2)
-    with pytest.raises(inspect.InspectError, match=r"Received: shape=\(3, 8, 8\)"):
-        inspect.embeddings(model, images[..., 0])
+    with pytest.raises(activations.InspectError, match=r"Received: shape=\(3, 8, 8\)"):
+        activations.embeddings(model, images[..., 0])
 
 
 def test_first_layer_filters_from_a_model_a_run_folder_and_an_array(cnn, tmp_path):
-    kernel = inspect.first_layer_filters(cnn)
+    kernel = activations.first_layer_filters(cnn)
     np.testing.assert_array_equal(kernel, cnn.get_layer("block1_conv1").kernel.numpy())
     assert kernel.shape == (3, 3, 1, 4)
     before = np.random.default_rng(2).normal(size=(3, 3, 1, 4))
-    np.save(tmp_path / inspect.INITIAL_FILTERS_FILE, before)
-    np.testing.assert_allclose(inspect.first_layer_filters(tmp_path), before.astype(np.float32))
+    np.save(tmp_path / activations.INITIAL_FILTERS_FILE, before)
+    np.testing.assert_allclose(activations.first_layer_filters(tmp_path), before.astype(np.float32))
 
     class Record:  # what runs.RunRecord offers: the run folder as .path
         path = tmp_path
 
-    np.testing.assert_allclose(inspect.first_layer_filters(Record()), before.astype(np.float32))
-    with pytest.raises(inspect.InspectError, match="saved no filters"):
-        inspect.first_layer_filters(tmp_path / "other")
-    with pytest.raises(inspect.InspectError, match=r"Received: shape=\(3, 3\)"):
-        inspect.first_layer_filters(np.zeros((3, 3)))
+    np.testing.assert_allclose(activations.first_layer_filters(Record()), before.astype(np.float32))
+    with pytest.raises(activations.InspectError, match="saved no filters"):
+        activations.first_layer_filters(tmp_path / "other")
+    with pytest.raises(activations.InspectError, match=r"Received: shape=\(3, 3\)"):
+        activations.first_layer_filters(np.zeros((3, 3)))
 
 
 def test_predict_gives_the_softmax_of_one_image(cnn, image):
-    probabilities = inspect.predict(cnn, image)
+    probabilities = activations.predict(cnn, image)
     np.testing.assert_allclose(probabilities, cnn(image[None], training=False)[0], rtol=1e-6)
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)

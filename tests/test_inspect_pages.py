@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import tiny_runs
-from playground import conv_explainer as ce
+from playground.analysis import conv_explainer as ce
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 TINY = {"dataset": "shapes", "filters": "4,8", "sample_size": "200"}  # a quick untrained network from the link
@@ -16,7 +15,7 @@ TINY = {"dataset": "shapes", "filters": "4,8", "sample_size": "200"}  # a quick 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A runs folder with one tiny trained run (shapes, 200 images, filters 4 and 8), trained once per test process."""
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     spec, data, result = tiny_runs.trained("shapes")
     root = tmp_path_factory.mktemp("runs")
@@ -45,8 +44,9 @@ def _code(app, prefix):
 
 
 def test_architecture_without_runs_shows_the_untrained_playground_network():
-    from playground import models
-    from playground.spec import ExperimentSpec, apply_preset
+    from playground.model import network as models
+    from playground.spec.experiment import ExperimentSpec
+    from playground.spec.presets import apply_preset
 
     app = _page("2_Architecture.py", **TINY, preset="lenet5")
     _no_exception(app)
@@ -68,8 +68,8 @@ def test_architecture_explains_an_impossible_network_and_keeps_the_explainer():
 
 
 def test_architecture_shows_the_spec_being_edited_on_the_playground():
-    from playground import models
-    from playground.spec import ExperimentSpec
+    from playground.model import network as models
+    from playground.spec.experiment import ExperimentSpec
     from playground.ui import controls
 
     spec = ExperimentSpec().with_values(dataset="shapes", conv_blocks=3, filters="4,8,16", dense_units="32")
@@ -129,7 +129,7 @@ def test_activations_of_a_saved_run(with_run):
 def test_activations_of_a_run_whose_weights_do_not_fit_its_spec_says_so(run_dir, tmp_path, monkeypatch):
     import shutil
 
-    from playground.spec import ExperimentSpec
+    from playground.spec.experiment import ExperimentSpec
 
     broken = tmp_path / "broken_runs"
     shutil.copytree(run_dir, broken)

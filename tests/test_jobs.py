@@ -17,10 +17,11 @@ import time
 import numpy as np
 import pytest
 
-from playground import datasets, jobs
-from playground.jobs import JobError, JobManager
-from playground.runs import RunStore
-from playground.spec import ExperimentSpec
+from playground.data import datasets
+from playground.training import jobs
+from playground.training.jobs import JobError, JobManager
+from playground.runs.store import RunStore
+from playground.spec.experiment import ExperimentSpec
 
 # A few hundred 28x28 shapes, two small conv blocks: an epoch takes well under a second.
 TINY = ExperimentSpec().with_values(
@@ -319,7 +320,7 @@ def test_workers_exit_when_the_app_process_dies(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from playground.jobs import JobManager
+        from playground.training.jobs import JobManager
         m = JobManager(max_concurrent=1)
         print(*m.worker_pids(), flush=True)
         time.sleep(600)

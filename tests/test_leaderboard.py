@@ -10,17 +10,17 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from playground.leaderboard import (
+from playground.settings import TEACHER_CODE_ENV
+from playground.runs.leaderboard import (
     Challenge,
     ChallengeBoard,
     ChallengeError,
     Entry,
-    TEACHER_CODE_ENV,
     rank,
     validate_display_name,
 )
-from playground.runs import RunRecord
-from playground.spec import ExperimentSpec
+from playground.runs.record import RunRecord
+from playground.spec.experiment import ExperimentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,8 +196,8 @@ def test_concurrent_process_submissions_all_land(board):
     # fields the board reads.
     child = textwrap.dedent("""
         import sys, types
-        from playground.leaderboard import ChallengeBoard
-        from playground.spec import ExperimentSpec
+        from playground.runs.leaderboard import ChallengeBoard
+        from playground.spec.experiment import ExperimentSpec
         folder, worker = sys.argv[1], int(sys.argv[2])
         board = ChallengeBoard(folder)
         spec = ExperimentSpec().with_values(dataset="mnist")

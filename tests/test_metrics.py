@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from playground import metrics
+from playground.analysis import metrics
 
 # Fixed arrays: 4 classes, class 3 never predicted, class 2 never true.
 Y_TRUE = np.array([0, 0, 0, 1, 1, 1, 1, 3, 3, 0, 1, 3], dtype=np.int32)
@@ -110,7 +110,7 @@ def test_projection_separates_clusters(method):
 
 
 def test_confusion_figure_cells_are_clickable_points():
-    from playground import metric_figures
+    from playground.analysis import metric_figures
 
     cm = metrics.confusion_matrix(Y_TRUE, Y_PRED, 4)
     fig = metric_figures.confusion_figure(cm, ["a", "b", "c", "d"])
@@ -123,7 +123,7 @@ def test_confusion_figure_cells_are_clickable_points():
 
 
 def test_projection_figure_carries_test_indices_and_thumbnails_are_crisp():
-    from playground import metric_figures
+    from playground.analysis import metric_figures
 
     xy = np.arange(12, dtype=np.float32).reshape(6, 2)
     y, pred = np.array([0, 1, 0, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])

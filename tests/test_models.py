@@ -3,15 +3,16 @@
 import math
 import traceback
 
-import keras
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from playground import models
-from playground.arithmetic import same_padding
-from playground.spec import PRESETS, ExperimentSpec, SpecError, check, preset_spec
+from playground.model import network as models
+from playground.spec.arithmetic import same_padding
+from playground.spec.experiment import ExperimentSpec, SpecError
+from playground.spec.presets import PRESETS, preset_spec
+from playground.spec.validation import check
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
 _built: dict = {}

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground.models import build_model
-from playground.predict import Prediction, PredictionFailure, PredictError, Predictor, prepare_options_for
-from playground.spec import preset_spec
+from playground.model.network import build_model
+from playground.analysis.predict import Prediction, PredictionFailure, PredictError, Predictor, prepare_options_for
+from playground.spec.presets import preset_spec
 
 FASHION_CLASSES = tuple(f"class {i}" for i in range(10))
 
@@ -218,7 +218,7 @@ def test_predictor_refuses_class_names_that_do_not_match_the_model():
 
 
 def test_prepare_options_of_named_datasets_agree_with_the_data():
-    from playground.datasets import load_dataset, prepare_options
+    from playground.data.datasets import load_dataset, prepare_options
 
     for name in ("shapes", "digits"):
         assert prepare_options_for(name) == prepare_options(load_dataset(name))
@@ -272,8 +272,9 @@ def _bar(rng, vertical: bool) -> np.ndarray:
 
 @pytest.mark.slow  # trains a real network for 3 epochs (about 10 s on 2 cores)
 def test_custom_dataset_zip_trains_and_predicts_end_to_end():
-    from playground import datasets, training
-    from playground.runs import RunStore
+    from playground.data import datasets
+    from playground.training import loop as training
+    from playground.runs.store import RunStore
 
     data = _class_zip({"vertical": lambda r: _bar(r, True), "horizontal": lambda r: _bar(r, False)}, 60)
     path = datasets.import_zip(data, "bars.zip")

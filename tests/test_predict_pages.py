@@ -10,12 +10,12 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from playground.bundle import export_bundle, export_keras_file
-from playground.models import build_model
-from playground.runs import RunStore
+from playground.runs.bundle import export_bundle, export_keras_file
+from playground.model.network import build_model
+from playground.runs.store import RunStore
 from playground.settings import get_settings
-from playground.spec import preset_spec
-from playground.training import TrainResult
+from playground.spec.presets import preset_spec
+from playground.training.loop import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = "pages/7_Predict.py"

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from playground import models, preprocess
-from playground.spec import ExperimentSpec, PreprocessSpec
+from playground.model import network as models
+from playground.model import preprocess
+from playground.spec.experiment import ExperimentSpec, PreprocessSpec
 
 # One switch per augmentation, each strong enough to change a small image.
 AUGMENTATIONS = {

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from playground.progress import RunProgress, feature_grid, format_duration
+from playground.training.progress import RunProgress, feature_grid, format_duration
 
 
 def job_events(first_epoch: int, epochs: int, steps: int = 4):

@@ -6,8 +6,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import tiny_runs
-from playground.leaderboard import Challenge, ChallengeBoard, TEACHER_CODE_ENV
-from playground.runs import RunStore
+from playground.runs.leaderboard import Challenge, ChallengeBoard
+from playground.settings import TEACHER_CODE_ENV
+from playground.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER_KEY = "pg_owner"  # where playground.ui.session keeps this session's id

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from playground import datasets, runs, training
-from playground.runs import RunStore, RunStoreError
-from playground.spec import preset_spec
+from playground.data import datasets
+from playground.runs import store as runs
+from playground.training import loop as training
+from playground.runs.store import RunStore, RunStoreError
+from playground.spec.presets import preset_spec
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground import spec as S
-from playground.arithmetic import conv_output_size, receptive_field, same_padding
-from playground.spec import ExperimentSpec, SpecError, check, validate
+from playground.spec.experiment import DataSpec, field_names, resize_filters
+from playground.spec.presets import PRESETS, apply_preset, preset_spec
+from playground.spec.arithmetic import conv_output_size, receptive_field, same_padding
+from playground.spec.experiment import ExperimentSpec, SpecError
+from playground.spec.validation import check, validate
 
 
 def test_defaults_are_valid_for_every_named_dataset():
@@ -18,9 +20,9 @@ def test_defaults_are_valid_for_every_named_dataset():
         assert check(ExperimentSpec().with_values(dataset=name)) == []
 
 
-@pytest.mark.parametrize("name", list(S.PRESETS))
+@pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_round_trips_through_json_and_url(name):
-    spec = S.preset_spec(name, dataset="cifar10", seed=7)
+    spec = preset_spec(name, dataset="cifar10", seed=7)
     assert ExperimentSpec.from_json(spec.to_json()) == spec
     params = spec.to_query_params()
     assert all(isinstance(v, str) for v in params.values())
@@ -42,7 +44,7 @@ def test_query_params_parse_lists_bools_and_ignore_foreign_keys():
     assert spec.arch.filters == (8, 16, 32)
     assert spec.arch.batch_norm is False
     assert spec.preprocess.flip is True  # the last value wins, as in browsers
-    assert spec.data == S.DataSpec()
+    assert spec.data == DataSpec()
 
 
 def test_with_values_takes_tuples_as_values():
@@ -66,7 +68,7 @@ def test_with_values_keeps_filters_and_block_count_in_step():
 
 
 def test_empty_dense_units_round_trip():
-    spec = S.preset_spec("mini_resnet")
+    spec = preset_spec("mini_resnet")
     assert spec.arch.dense_units == ()
     assert ExperimentSpec.from_query_params(spec.to_query_params()).arch.dense_units == ()
 
@@ -140,17 +142,17 @@ def test_paths_are_accepted_as_datasets_but_not_control_characters():
 
 def test_apply_preset_keeps_data_and_seed():
     spec = ExperimentSpec(seed=5).with_values(dataset="cifar10", sample_size=1000)
-    lenet = S.apply_preset(spec, "lenet5")
+    lenet = apply_preset(spec, "lenet5")
     assert lenet.data == spec.data and lenet.seed == 5
     assert lenet.arch.filters == (6, 16) and lenet.preset == "lenet5"
     with pytest.raises(SpecError, match="Unknown preset"):
-        S.apply_preset(spec, "gpt")
+        apply_preset(spec, "gpt")
 
 
 def test_resize_filters_doubles_and_truncates():
-    assert S.resize_filters((16, 32), 4) == (16, 32, 64, 128)
-    assert S.resize_filters((16, 32, 64), 1) == (16,)
-    assert S.resize_filters((768,), 3) == (768, 1024, 1024)
+    assert resize_filters((16, 32), 4) == (16, 32, 64, 128)
+    assert resize_filters((16, 32, 64), 1) == (16,)
+    assert resize_filters((768,), 3) == (768, 1024, 1024)
 
 
 def test_spec_id_is_stable_and_changes_with_the_spec():
@@ -159,7 +161,7 @@ def test_spec_id_is_stable_and_changes_with_the_spec():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(S.field_names()), st.text(max_size=12), max_size=6))
+@given(st.dictionaries(st.sampled_from(field_names()), st.text(max_size=12), max_size=6))
 def test_fuzz_query_params_only_raise_spec_errors(params):
     try:
         spec = ExperimentSpec.from_query_params(params)
@@ -200,6 +202,6 @@ def test_receptive_field_of_a_vgg_stack():
 
 
 def test_spec_and_arithmetic_import_no_third_party_module():
-    code = "import sys, playground.spec; bad = [m for m in ('numpy', 'tensorflow', 'keras', 'streamlit') if m in sys.modules]; print(bad)"
+    code = "import sys, playground.spec.experiment, playground.spec.arithmetic; bad = [m for m in ('numpy', 'tensorflow', 'keras', 'streamlit') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,8 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from playground import datasets, training
-from playground.spec import SpecError, preset_spec
+from playground.data import datasets
+from playground.training import loop as training
+from playground.spec.experiment import SpecError
+from playground.spec.presets import preset_spec
 
 
 def small_spec(**changes):
@@ -247,7 +249,7 @@ def test_bad_arguments_raise_before_training(shapes):
 
 def test_configure_threads_once_per_process():
     code = (
-        "import os; from playground import training; "
+        "import os; from playground.training import loop as training; "
         "first = training.configure_threads(); second = training.configure_threads(1, 1); "
         "print(first, second, len(os.sched_getaffinity(0)))"
     )

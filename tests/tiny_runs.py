@@ -7,8 +7,9 @@ into its own runs folder with `RunStore.save`.
 
 import functools
 
-from playground import datasets, training
-from playground.spec import ExperimentSpec
+from playground.data import datasets
+from playground.training import loop as training
+from playground.spec.experiment import ExperimentSpec
 
 # 200 shapes images, two small conv blocks, 2 epochs: a few seconds on a CPU.
 TINY = dict(sample_size=200, filters="4,8", dense_units="16", epochs=2, batch_size=32)

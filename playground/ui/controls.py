@@ -18,9 +18,13 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from playground import spec as spec_module
+from playground.data.catalog import CATALOG
+from playground.spec.experiment import get_value, resize_filters
+from playground.spec.fields import ACTIVATIONS, INITS, MAX_CONV_BLOCKS, NORMALIZATIONS, OPTIMIZERS, PADDINGS, POOLINGS, SCHEDULES
+from playground.spec.presets import PRESETS, apply_preset
 from playground.settings import get_settings
-from playground.spec import ArchSpec, DataSpec, ExperimentSpec, PreprocessSpec, Problem, TrainSpec
+from playground.spec.experiment import ArchSpec, DataSpec, ExperimentSpec, PreprocessSpec, TrainSpec
+from playground.spec.validation import Problem
 
 SPEC_KEY = "pg_spec"  # the spec being edited (an ExperimentSpec)
 CLASSROOM_KEY = "pg_classroom"  # hide advanced controls
@@ -89,12 +93,12 @@ def seed_widgets(spec: ExperimentSpec, *, overwrite: bool = False) -> None:
     the value even when the widget's identity changes between runs (another
     page in between, or the server switching its navigation mode).
     """
-    values = {key(name): spec_module.get_value(spec, name) for name in spec.to_query_params() if name != "filters"}
+    values = {key(name): get_value(spec, name) for name in spec.to_query_params() if name != "filters"}
     values[key("dense_units")] = ",".join(map(str, spec.arch.dense_units))
     values.update({filter_key(block): count for block, count in enumerate(spec.arch.filters)})
     for widget_key, value in values.items():
         st.session_state[widget_key] = value if overwrite or widget_key not in st.session_state else st.session_state[widget_key]
-    for block in range(len(spec.arch.filters), spec_module.MAX_CONV_BLOCKS):
+    for block in range(len(spec.arch.filters), MAX_CONV_BLOCKS):
         if filter_key(block) in st.session_state:
             st.session_state[filter_key(block)] = st.session_state[filter_key(block)]
 
@@ -111,7 +115,7 @@ def replace_spec(spec: ExperimentSpec) -> None:
 
 
 def _value(name: str) -> Any:
-    return st.session_state.get(key(name), spec_module.get_value(current_spec(), name))
+    return st.session_state.get(key(name), get_value(current_spec(), name))
 
 
 def _with_current(options: Sequence[Any], current: Any) -> list[Any]:
@@ -123,7 +127,7 @@ def _with_current(options: Sequence[Any], current: Any) -> list[Any]:
 
 def _on_preset() -> None:
     name = st.session_state[key("preset")]
-    spec = spec_module.apply_preset(current_spec(), name)
+    spec = apply_preset(current_spec(), name)
     replace_spec(spec)
 
 
@@ -131,14 +135,14 @@ def _on_blocks() -> None:
     # Keep one filter count per block: truncate, or extend by doubling the last.
     blocks = st.session_state[key("conv_blocks")]
     filters = tuple(st.session_state.get(filter_key(b), 0) for b in range(len(current_spec().arch.filters)))
-    for block, count in enumerate(spec_module.resize_filters(filters, blocks) if blocks else ()):
+    for block, count in enumerate(resize_filters(filters, blocks) if blocks else ()):
         st.session_state[filter_key(block)] = count
 
 
 def _on_upload() -> None:
     # The data module checks the upload and saves it under the uploads folder (the only
     # place a browser may name); then the Playground trains on it.
-    from playground import datasets
+    from playground.data import datasets
 
     upload = st.session_state.get("pg_upload")
     if upload is None:
@@ -192,7 +196,7 @@ def _rate(value: float) -> str:
 
 def preset_ui(slots: Slots) -> str:
     """The preset picker; choosing one rewrites architecture, preprocessing and training."""
-    presets = spec_module.PRESETS
+    presets = PRESETS
     if _value("preset") not in presets:
         st.session_state[key("preset")] = "default"
     name = st.selectbox(
@@ -210,7 +214,7 @@ def preset_ui(slots: Slots) -> str:
 
 def dataset_choices() -> dict[str, str]:
     """Named datasets plus the datasets uploaded to this server, as {value: label}."""
-    choices = dict(spec_module.DATASETS)
+    choices = {name: facts.title for name, facts in CATALOG.items()}
     uploads = get_settings().uploads_dir
     if uploads.is_dir():
         for path in sorted(uploads.iterdir()):
@@ -247,7 +251,7 @@ def data_ui(slots: Slots, classroom: bool) -> DataSpec:
 
 def preprocess_ui(slots: Slots, classroom: bool) -> PreprocessSpec:
     """Input scaling and random augmentation (training only)."""
-    normalization = _selectbox("Normalization", "normalization", spec_module.NORMALIZATIONS, slots)
+    normalization = _selectbox("Normalization", "normalization", NORMALIZATIONS, slots)
     flip = _toggle("Random horizontal flip", "flip", slots)
     rotation = _select_slider("Random rotation (degrees)", "rotation", ROTATIONS, slots, fmt=lambda v: f"±{v:g}°")
     shift = _select_slider("Random shift", "shift", SHIFTS, slots, fmt=lambda v: f"±{_percent(v)}")
@@ -267,7 +271,7 @@ def filters_ui(blocks: int, slots: Slots) -> tuple[int, ...]:
     for block in range(blocks):
         if filter_key(block) not in st.session_state:
             previous = tuple(filters) or current_spec().arch.filters[:1]
-            st.session_state[filter_key(block)] = spec_module.resize_filters(previous, block + 1)[-1]
+            st.session_state[filter_key(block)] = resize_filters(previous, block + 1)[-1]
         current = st.session_state[filter_key(block)]
         filters.append(st.select_slider(f"Filters in block {block + 1}", options=_with_current(FILTERS, current),
                                         key=filter_key(block)))
@@ -287,14 +291,14 @@ def _dense_units(slots: Slots, problems: list[Problem]) -> tuple[int, ...]:
 
 def architecture_ui(slots: Slots, classroom: bool, problems: list[Problem]) -> ArchSpec:
     """Conv blocks, filters, kernel, padding, pooling, activation, batch norm, dropout, head."""
-    blocks = st.slider("Conv blocks", 0, spec_module.MAX_CONV_BLOCKS, key=key("conv_blocks"), on_change=_on_blocks)
+    blocks = st.slider("Conv blocks", 0, MAX_CONV_BLOCKS, key=key("conv_blocks"), on_change=_on_blocks)
     slots.add("conv_blocks")
     filters = filters_ui(blocks, slots)
     kernel = st.slider("Kernel size", 1, 11, key=key("kernel_size"))
     slots.add("kernel_size")
-    padding = _selectbox("Padding", "padding", spec_module.PADDINGS, slots)
-    pooling = _selectbox("Pooling after each block", "pooling", spec_module.POOLINGS, slots)
-    activation = _selectbox("Activation", "activation", spec_module.ACTIVATIONS, slots)
+    padding = _selectbox("Padding", "padding", PADDINGS, slots)
+    pooling = _selectbox("Pooling after each block", "pooling", POOLINGS, slots)
+    activation = _selectbox("Activation", "activation", ACTIVATIONS, slots)
     batch_norm = _toggle("Batch normalization", "batch_norm", slots)
     dense_units = _dense_units(slots, problems)
     dropout = _select_slider("Dropout before dense layers", "dropout", DROPOUTS, slots, fmt=_percent)
@@ -307,7 +311,7 @@ def architecture_ui(slots: Slots, classroom: bool, problems: list[Problem]) -> A
         values["residual"] = _toggle("Residual connections", "residual", slots)
         values["global_pool"] = _toggle("Global average pooling before the head", "global_pool", slots)
         values["conv_dropout"] = _select_slider("Dropout after each conv block", "conv_dropout", DROPOUTS, slots, fmt=_percent)
-        values["init"] = _selectbox("Weight initialisation", "init", spec_module.INITS, slots)
+        values["init"] = _selectbox("Weight initialisation", "init", INITS, slots)
         values["weight_decay"] = _select_slider("L2 weight decay", "weight_decay", DECAYS, slots, fmt=_rate)
     return ArchSpec(conv_blocks=blocks, filters=filters, kernel_size=kernel, padding=padding, pooling=pooling,
                     activation=activation, batch_norm=batch_norm, dense_units=dense_units, dropout=dropout, **values)
@@ -315,14 +319,14 @@ def architecture_ui(slots: Slots, classroom: bool, problems: list[Problem]) -> A
 
 def training_ui(slots: Slots, classroom: bool) -> tuple[TrainSpec, int]:
     """Optimizer, learning rate (log scale), schedule, batch size, epochs, time budget; and the seed."""
-    optimizer = _selectbox("Optimizer", "optimizer", spec_module.OPTIMIZERS, slots)
+    optimizer = _selectbox("Optimizer", "optimizer", OPTIMIZERS, slots)
     learning_rate = _select_slider("Learning rate", "learning_rate", LEARNING_RATES, slots, fmt=_rate,
                                    help="Log scale: each stop is about 2-3 times the previous one.")
     batch_size = _select_slider("Batch size", "batch_size", BATCH_SIZES, slots)
     epochs = _select_slider("Epochs", "epochs", EPOCHS, slots)
     schedule, budget = _value("schedule"), _value("time_budget")
     if not classroom:
-        schedule = _selectbox("Learning-rate schedule", "schedule", spec_module.SCHEDULES, slots)
+        schedule = _selectbox("Learning-rate schedule", "schedule", SCHEDULES, slots)
         budget = st.number_input("Time budget (seconds, 0 = none)", 0.0, 24 * 3600.0, step=10.0, key=key("time_budget"))
         slots.add("time_budget")
     seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=key("seed"),

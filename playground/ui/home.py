@@ -16,7 +16,7 @@ QUICK_START = {"dataset": "shapes", "sample_size": "1000", "filters": "8,16", "c
 
 def datasets_table() -> None:
     """Each named dataset: here already, or downloaded on first use."""
-    from playground import datasets
+    from playground.data import datasets
 
     try:
         statuses = datasets.dataset_status()

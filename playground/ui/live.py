@@ -14,8 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground.jobs import FINAL_STATES, JobError, JobInfo
-from playground.progress import RunProgress, feature_grid, format_duration
+from playground.training.jobs import FINAL_STATES, JobError, JobInfo
+from playground.training.progress import RunProgress, feature_grid, format_duration
 from playground.ui.session import job_manager, session_id
 
 PROGRESS_KEY = "pg_progress"  # RunProgress of the current model

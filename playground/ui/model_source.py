@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from playground import spec as spec_module
+from playground.spec.experiment import field_names
 from playground.settings import get_settings
-from playground.spec import ExperimentSpec
+from playground.spec.experiment import ExperimentSpec
 from playground.ui import controls
 from playground.ui.run_picker import pick_run
 from playground.ui.session import visible_runs
-from playground.ui.url_state import read_url
+from playground.spec.url import read_url
 
 SOURCES = {"run": "A saved run", "playground": "The Playground's settings (untrained)"}
 _RUN_MODEL_KEY = "inspect_run_model"  # (run_id, weights mtime, model)
@@ -66,7 +66,7 @@ def playground_spec() -> tuple[ExperimentSpec, tuple[str, ...]]:
         (spec, messages about link values that could not be used).
     """
     params = st.query_params.to_dict()
-    if any(name in params for name in spec_module.field_names()):
+    if any(name in params for name in field_names()):
         url = read_url(params, uploads_dir=get_settings().uploads_dir)
         return url.spec, url.messages
     spec = st.session_state.get(controls.SPEC_KEY)
@@ -132,7 +132,7 @@ def run_model(record: Any) -> Any:
 
     A run whose weights cannot be loaded is reported and the page stops there.
     """
-    from playground.runs import RunStore, RunStoreError
+    from playground.runs.store import RunStore, RunStoreError
 
     weights = record.path / "model.weights.h5"
     stamp = weights.stat().st_mtime if weights.exists() else 0.0
@@ -152,7 +152,7 @@ def run_model(record: Any) -> Any:
 def untrained_model(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int,
                     x_sample: np.ndarray | None = None) -> Any:
     """The model of `spec` with its seeded initial weights, built once per session and spec."""
-    from playground import models
+    from playground.model import network as models
 
     cached = st.session_state.get(_UNTRAINED_MODEL_KEY)
     cache_key = (spec.spec_id(), tuple(input_shape), num_classes)
@@ -173,7 +173,7 @@ def network_model(network: Network, x_sample: np.ndarray | None = None) -> Any:
 
 def load_data(spec: ExperimentSpec) -> Any | None:
     """The dataset of `spec` (cached per process), or None after showing why it cannot be had."""
-    from playground import datasets
+    from playground.data import datasets
 
     try:
         with st.spinner("Loading the dataset…"):

@@ -16,15 +16,18 @@ from typing import Any
 
 import streamlit as st
 
-from playground import cost
-from playground import spec as spec_module
-from playground.jobs import JobError, JobInfo
-from playground.progress import RunProgress
+from playground.model import cost
+from playground.data.catalog import BUILT_IN, CATALOG, is_named_dataset
+from playground.spec.experiment import field_names
+from playground.spec.validation import check
+from playground.training.jobs import JobError, JobInfo
+from playground.training.progress import RunProgress
 from playground.settings import get_settings
-from playground.spec import DataSpec, ExperimentSpec, Problem, TrainSpec
+from playground.spec.experiment import DataSpec, ExperimentSpec, TrainSpec
+from playground.spec.validation import Problem
 from playground.ui import controls, home, live
 from playground.ui.session import job_manager, rate_calibration, session_id, set_current_run
-from playground.ui.url_state import read_url, url_params
+from playground.spec.url import read_url, url_params
 
 INIT_KEY = "pg_initialised"
 URL_MESSAGES_KEY = "pg_url_messages"
@@ -32,7 +35,6 @@ RUN_SPEC_KEY = "pg_run_spec"  # spec of the current model (for Train to continue
 FLASH_KEY = "pg_flash"  # a message from a button callback, shown once
 URL_WRITTEN_KEY = "pg_url_written"  # the query parameters this page wrote last
 
-BUILT_IN = ("shapes", "digits")
 _BUILD_LOCK = threading.Lock()  # Keras model building is not thread-safe; sessions share the process
 
 
@@ -42,7 +44,7 @@ _BUILD_LOCK = threading.Lock()  # Keras model building is not thread-safe; sessi
 @st.cache_data(ttl=30, show_spinner=False)
 def dataset_status() -> dict[str, Any]:
     """{name: DatasetStatus} of the named datasets (re-checked every 30 s)."""
-    from playground import datasets
+    from playground.data import datasets
 
     return {status.name: status for status in datasets.dataset_status()}
 
@@ -55,11 +57,11 @@ def data_shape(spec: ExperimentSpec) -> tuple[tuple[int, int, int] | None, int |
     each session's own seed of the shapes would otherwise be drawn again and
     again); an uploaded dataset is read (and cached) once.
     """
-    from playground import datasets
+    from playground.data import datasets
 
     name = spec.data.dataset
-    if spec_module.is_named_dataset(name):
-        return spec_module.DATASET_INPUT_SHAPES[name], spec_module.DATASET_CLASS_COUNTS[name], ""
+    if is_named_dataset(name):
+        return CATALOG[name].input_shape, CATALOG[name].num_classes, ""
     try:
         dataset = datasets.load_dataset(name, shapes_noise=spec.data.shapes_noise, seed=spec.seed)
     except datasets.DatasetError as exc:
@@ -69,11 +71,11 @@ def data_shape(spec: ExperimentSpec) -> tuple[tuple[int, int, int] | None, int |
 
 def train_size(spec: ExperimentSpec) -> int | None:
     """Training images the spec's dataset has (before sampling and the validation split); None when unreadable."""
-    from playground import datasets
+    from playground.data import datasets
 
     name = spec.data.dataset
-    if name in spec_module.DATASET_TRAIN_SIZES:
-        return spec_module.DATASET_TRAIN_SIZES[name]
+    if name in CATALOG:
+        return CATALOG[name].train_size
     try:
         return len(datasets.load_dataset(name, shapes_noise=spec.data.shapes_noise, seed=spec.seed).x_train)
     except datasets.DatasetError:
@@ -97,7 +99,7 @@ def network_flops(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_c
 @st.cache_data(max_entries=256, show_spinner="Building the network…")
 def layer_rows(spec_id: str, _spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
     """The layer table of an untrained model of `_spec` (pure, so cached by its architecture's spec_id)."""
-    from playground import models
+    from playground.model import network as models
 
     with _BUILD_LOCK:
         model = models.build_model(_spec, input_shape, num_classes)
@@ -294,7 +296,7 @@ def dataset_notice(spec: ExperimentSpec, job: JobInfo | None, data_error: str) -
         message = job.message
     elif data_error:
         message = data_error
-    elif spec_module.is_named_dataset(name) and name not in BUILT_IN:
+    elif is_named_dataset(name) and name not in BUILT_IN:
         status = dataset_status().get(name)
         if status is not None and not status.available_locally:
             message = (f"{status.title} is not on this server yet, so Train will try to download it (this needs "
@@ -305,7 +307,7 @@ def dataset_notice(spec: ExperimentSpec, job: JobInfo | None, data_error: str) -
         st.warning(message, icon=":material/cloud_off:")
         columns = st.columns(len(BUILT_IN) + 1)
         for column, built_in in zip(columns, BUILT_IN):
-            column.button(f"Use {spec_module.DATASETS[built_in]}", key=f"pg_switch_{built_in}",
+            column.button(f"Use {CATALOG[built_in].title}", key=f"pg_switch_{built_in}",
                           on_click=controls.switch_dataset, args=(built_in,))
 
 
@@ -346,7 +348,7 @@ def render() -> None:
     params = st.query_params.to_dict()
     # A new link (first visit, or a link from another page) sets the configuration;
     # arriving with no parameters keeps the session's.
-    is_new_link = any(name in params for name in spec_module.field_names()) and params != st.session_state.get(URL_WRITTEN_KEY)
+    is_new_link = any(name in params for name in field_names()) and params != st.session_state.get(URL_WRITTEN_KEY)
     if INIT_KEY not in st.session_state or is_new_link:
         _init_from_url()
     classroom = st.session_state[controls.CLASSROOM_KEY]
@@ -372,7 +374,7 @@ def render() -> None:
     if job is not None and not job.active and st.session_state.get(live.SEEN_FINAL_KEY) != job.job_id:
         on_final(job)
     input_shape, num_classes, data_error = data_shape(spec)
-    problems = problems + spec_module.check(spec, input_shape)
+    problems = problems + check(spec, input_shape)
     unplaced = slots.show(problems)
     for problem in unplaced:
         st.error(problem.message, icon=":material/error:")

@@ -14,8 +14,8 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from playground.cost import RateCalibration
-from playground.jobs import JobManager, get_manager
+from playground.model.cost import RateCalibration
+from playground.training.jobs import JobManager, get_manager
 
 _OWNER_KEY = "pg_owner"
 _RUN_KEY = "pg_run_id"
@@ -69,7 +69,7 @@ def heartbeat() -> None:
 
 def touch() -> None:
     """Heartbeat only when the job manager already runs (cheap; for every page of the app)."""
-    from playground import jobs
+    from playground.training import jobs
 
     manager = jobs.running_manager()
     if manager is not None:
@@ -89,7 +89,7 @@ def current_run_id() -> str | None:
         return run_id
     if _RUN_KEY in st.session_state:
         return None  # reset on purpose
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     mine = [r for r in RunStore().list_runs(owner=session_id()) if not r.damaged]  # newest first
     return mine[0].run_id if mine else None
@@ -106,7 +106,7 @@ def visible_runs(include_damaged: bool = False) -> list[Any]:
         include_damaged: also list unreadable run folders (only where every run is visible,
             since a damaged folder's owner cannot be read).
     """
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
     from playground.settings import get_settings
 
     records = RunStore().list_runs()
@@ -121,7 +121,7 @@ def current_run() -> Any | None:
     run_id = current_run_id()
     if not run_id:
         return None
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     try:
         record = RunStore().load(run_id)
@@ -138,7 +138,7 @@ def current_model() -> Any | None:
     cached = st.session_state.get(_MODEL_KEY)
     if cached is not None and cached[0] == run_id:
         return cached[1]
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     try:
         model = RunStore().load_model(run_id)

@@ -7,10 +7,12 @@ would), which is independent of how the Playground page trains.
 import pytest
 from browser_helpers import screenshot, wait_for_app, wait_until
 
-from playground import datasets, training
-from playground.leaderboard import CHALLENGE_FOLDER, Challenge, ChallengeBoard
-from playground.runs import RunRecord, RunStore
-from playground.spec import ExperimentSpec
+from playground.data import datasets
+from playground.training import loop as training
+from playground.runs.leaderboard import CHALLENGE_FOLDER, Challenge, ChallengeBoard
+from playground.runs.record import RunRecord
+from playground.runs.store import RunStore
+from playground.spec.experiment import ExperimentSpec
 
 pytestmark = pytest.mark.browser
 

@@ -22,7 +22,7 @@ EXCEPTION = '[data-testid="stException"]'
 def trained(app_server):
     """One tiny run (shapes, 200 images, filters 4 and 8) saved where the server looks for runs."""
     import tiny_runs
-    from playground.runs import RunStore
+    from playground.runs.store import RunStore
 
     spec, data, result = tiny_runs.trained("shapes")
     return RunStore(app_server.runs_dir).save(result, spec, data, name="browser tiny run")
@@ -116,7 +116,7 @@ def test_sixty_four_feature_maps_draw_in_well_under_a_second(browser, tmp_path):
     """Plotly.js (the one plotly.py ships) draws the 64-map grid figure in Chromium; the median of 5 draws is timed."""
     import plotly.offline
 
-    from playground import figures
+    from playground.analysis import figures
 
     maps = np.random.default_rng(0).normal(size=(28, 28, 64)).astype(np.float32)
     figures.feature_map_grid(maps[:, :, :2]).to_json()  # Plotly loads its validators on first use

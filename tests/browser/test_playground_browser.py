@@ -5,7 +5,7 @@ import re
 import pytest
 from browser_helpers import chart_points, chart_traces, screenshot, wait_for_app, wait_until
 
-from playground.runs import RunStore
+from playground.runs.store import RunStore
 from playground.ui.home import page_files, page_title
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a server, a browser and real trainings

@@ -16,10 +16,10 @@ import pytest
 from browser_helpers import screenshot, wait_for_app, wait_until
 from PIL import Image, ImageDraw
 
-from playground.models import build_model
-from playground.runs import RunStore
-from playground.spec import preset_spec
-from playground.training import TrainResult
+from playground.model.network import build_model
+from playground.runs.store import RunStore
+from playground.spec.presets import preset_spec
+from playground.training.loop import TrainResult
 
 pytestmark = pytest.mark.browser
 RUN_NAME = "predict page browser test"

@@ -1,0 +1,1 @@
+"""Looking inside and judging a trained network: activations, metrics, predictions and figures."""

@@ -1,0 +1,125 @@
+"""Keras source code of a spec's model, to download and run without the playground.
+
+The code is written from the same layer plan that `build_model` runs, so it
+rebuilds the same layers with the same names, seeds and shapes.
+"""
+
+from __future__ import annotations
+
+from playground.model import plan as layer_plan
+from playground.spec.experiment import ExperimentSpec
+from playground.spec.presets import PRESETS
+from playground.spec.validation import validate
+
+_PER_IMAGE_SOURCE = '''
+class PerImageStandardization(layers.Layer):
+    """Whitens each image: (x - mean) / max(std, 1 / sqrt(N)), as tf.image.per_image_standardization."""
+
+    def call(self, images):
+        images = ops.cast(images, self.compute_dtype)
+        n = math.prod(images.shape[1:])
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(images, axis=(1, 2, 3), keepdims=True)
+        return (images - mean) / ops.maximum(std, 1.0 / math.sqrt(n))
+'''
+
+_PAD_CROP_SOURCE = '''
+class RandomPadCrop(layers.Layer):
+    """Training only: pad each image by `padding` zeros and crop it back at its own random offset."""
+
+    def __init__(self, padding, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        p, height, width = self.padding, images.shape[1], images.shape[2]
+        padded = ops.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+        offsets = keras.random.randint((ops.shape(images)[0], 2), 0, 2 * p + 1, seed=self.generator)
+        rows = offsets[:, :1] + ops.arange(height)[None, :]  # (batch, H)
+        cols = offsets[:, 1:] + ops.arange(width)[None, :]  # (batch, W)
+        out = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)
+        return ops.take_along_axis(out, cols[:, None, :, None], axis=2)
+'''
+
+
+def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> str:
+    """Runnable Keras code with a `build_model()` function that rebuilds the model of `spec`.
+
+    Args:
+        spec: the experiment.
+        input_shape: (H, W, C) of the images.
+        num_classes: number of classes.
+
+    Returns:
+        Python source: imports, any small custom layers the model uses,
+        `build_model()` (`build_model(x_sample=None)` for the "dataset"
+        normaliser) with one line per layer and its output shape as a
+        comment, and a `__main__` block that prints the summary.
+
+    Raises:
+        SpecError: for an impossible spec.
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    validate(spec, input_shape)
+    steps = layer_plan.plan_layers(spec, input_shape, num_classes)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in layer_plan.wire(steps, input_shape).layers}
+    classes = {step.cls for step in steps}
+    dataset_norm = "Normalization" in classes
+    t = spec.train
+
+    # The preset is free text from a link: name it only when it is a known preset.
+    preset = spec.preset if spec.preset in PRESETS else "custom"
+    lines = [
+        f'"""CNN Playground model "{preset}" (spec {spec.spec_id()}), seed {spec.seed}.',
+        "",
+        f"Input: raw pixels 0..255, shape {input_shape}; output: probabilities of {num_classes} classes.",
+        f"Trained in the playground with {t.optimizer}, learning rate {t.learning_rate:g} ({t.schedule}),",
+        f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy.",
+        '"""',
+        "",
+    ]
+    if classes & {"PerImageStandardization"}:
+        lines.append("import math")
+        lines.append("")
+    lines += ["import keras", "from keras import layers"]
+    if classes & {"PerImageStandardization", "RandomPadCrop"}:
+        lines[-1] = "from keras import layers, ops"
+    lines.append("")
+    if "RandomPadCrop" in classes:
+        lines.append(_PAD_CROP_SOURCE)
+    if "PerImageStandardization" in classes:
+        lines.append(_PER_IMAGE_SOURCE)
+
+    lines += ["", f"def build_model({'x_sample=None' if dataset_norm else ''}):"]
+    if dataset_norm:
+        lines.append('    """x_sample: training images (N, H, W, C) whose per-channel mean and variance normalise the input."""')
+    lines.append(f'    inputs = keras.Input(shape={input_shape!r}, name="image")  {_shape_comment(input_shape)}')
+    lines.append("    x = inputs")
+    for step in steps:
+        lines += _render(step, shapes)
+    lines += ['    return keras.Model(inputs, outputs, name="cnn")', "", ""]
+    lines += ['if __name__ == "__main__":', "    build_model().summary()", ""]
+    return "\n".join(lines)
+
+
+def _shape_comment(shape: tuple) -> str:
+    return f"# (batch, {', '.join(str(v) for v in shape)})"
+
+
+def _render(step: layer_plan.Step, shapes: dict[str, tuple]) -> list[str]:
+    """Source lines of one step, indented for the function body."""
+    if step.cls is None:
+        return [f"    {step.output} = {step.inputs[0]}  # kept for the shortcut"]
+    args = step.inputs[0] if len(step.inputs) == 1 else f"[{', '.join(step.inputs)}]"
+    comment = _shape_comment(shapes[step.name])
+    if step.cls == "Normalization":
+        return [
+            f"    normalize = {layer_plan.render_call(step)}",
+            "    if x_sample is not None:",
+            '        normalize.adapt(x_sample.astype("float32"))',
+            f"    {step.output} = normalize({args})  {comment}",
+        ]
+    return [f"    {step.output} = {layer_plan.render_call(step)}({args})  {comment}"]

@@ -1,0 +1,103 @@
+"""Comparing saved runs: what differs between their specs, and one table row per run.
+
+The Compare runs page shows every saved run with the same columns (name,
+dataset, preset, parameters, speed, test accuracy) plus one column per spec
+field whose value differs between the runs being compared, so "what changed"
+is visible without reading whole specs. Damaged run folders get a row too,
+with the reason, and never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from playground.spec.experiment import ExperimentSpec, field_names, get_value
+
+# Fields that already have a column of their own in `run_row`.
+_OWN_COLUMNS = {"preset", "dataset"}
+
+
+def differing_fields(specs: Sequence[ExperimentSpec]) -> list[str]:
+    """Flat field names (the URL keys) whose values are not all equal across `specs`, in spec order.
+
+    "dataset" and "preset" are left out: every row shows them anyway.
+
+    Args:
+        specs: two or more specs; fewer give [].
+    """
+    if len(specs) < 2:
+        return []
+    return [
+        name for name in field_names()
+        if name not in _OWN_COLUMNS and len({_shown(get_value(s, name)) for s in specs}) > 1
+    ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def run_row(record: Any, fields: Sequence[str] = ()) -> dict[str, Any]:
+    """One table row for a run: fixed columns, then one column per field in `fields`.
+
+    Args:
+        record: a RunRecord (damaged ones give a row with their reason as status).
+        fields: flat spec field names to add as columns (see `differing_fields`).
+
+    Returns:
+        {column: value}; numbers stay numbers (None where unknown) so the table sorts them.
+    """
+    m = record.metrics or {}
+
+    def number(key: str) -> float | None:
+        value = m.get(key)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    spec = record.spec
+    params = number("params")
+    row: dict[str, Any] = {
+        "name": record.name or record.run_id,
+        "dataset": record.dataset or (spec.data.dataset if spec else ""),
+        "preset": spec.preset if spec else "",
+        "test accuracy": number("test_accuracy"),
+        "parameters": int(params) if params is not None else None,
+        "train seconds": number("train_seconds"),
+        "images/s": number("images_per_second"),
+        "epochs trained": number("epochs_completed"),
+    }
+    for name in fields:
+        row[name] = _shown(get_value(spec, name)) if spec else ""
+    row["created"] = record.created.replace("T", " ")[:16]
+    row["status"] = f"damaged: {record.damaged}" if record.damaged else (m.get("stop_reason") or "ok")
+    return row
+
+
+def task_key(record: Any) -> tuple:
+    """What a run classifies: (dataset, class names, input shape). Runs with equal keys can form an ensemble."""
+    dataset = record.spec.data.dataset if record.spec is not None else record.dataset
+    return (dataset, tuple(record.class_names), tuple(record.input_shape or ()))
+
+
+def largest_task_group(records: Sequence[Any]) -> list[Any]:
+    """The biggest group of `records` with one task (ties: the group of the earliest record), in the given order."""
+    keys = [task_key(r) for r in records]
+    if not keys:
+        return []
+    best = max(keys, key=lambda k: (keys.count(k), -keys.index(k)))
+    return [r for r, k in zip(records, keys) if k == best]
+
+
+def may_manage(record: Any, session_id: str, *, protected: bool) -> bool:
+    """Whether this session may rename or delete `record`.
+
+    On a server without a teacher code (`protected` False: a personal install)
+    every run may be managed. With one, a session manages only its own runs
+    and runs saved without an owner (the command line); the teacher code
+    unlocks the rest on the page.
+    """
+    return not protected or record.owner in (None, session_id)

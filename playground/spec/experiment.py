@@ -1,0 +1,315 @@
+"""ExperimentSpec: one frozen, typed, serialisable description of an experiment.
+
+A spec says everything needed to reproduce a run: the data, its preprocessing
+and augmentation, the architecture and the training schedule, plus a seed. It
+round-trips exactly through JSON (`to_json` / `from_json`) and through flat
+URL query parameters of strings (`to_query_params` / `from_query_params`), so
+every experiment is a link. `playground.spec.validation` explains impossible
+settings; `playground.spec.presets` holds the well-known networks.
+
+This module imports only the standard library: it stores names such as
+"relu", and the registries in `playground.model.network` map them to Keras objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from playground.settings import parse_bool
+from playground.spec.fields import MAX_CONV_BLOCKS, MAX_FILTERS
+
+
+class SpecError(ValueError):
+    """An impossible or malformed experiment setting, explained in one sentence."""
+
+    def __init__(self, message: str, field_name: str | None = None):
+        super().__init__(message)
+        self.field_name = field_name
+
+
+# ---------------------------------------------------------------------------
+# The spec itself. Field names are unique across sections: they are the URL keys.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which images to train on and how much of them."""
+
+    dataset: str = "fashion_mnist"  # a name in the data catalog, or a path to .npz, .zip or a class folder
+    sample_size: int = 0  # training images to use, drawn with the seed; 0 = all
+    validation_split: float = 0.1  # fraction of the training images held out for validation
+    shapes_noise: float = 0.2  # pixel noise of the built-in "shapes" images, 0..1
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Input scaling and random augmentation (augmentation is applied in training only)."""
+
+    normalization: str = "scale"  # "scale" 0..1, "per_image" whitening, or "dataset" mean/std
+    crop_padding: int = 0  # random crop: pad by this many pixels, crop back to size; 0 = off
+    flip: bool = False  # random horizontal flip
+    rotation: float = 0.0  # random rotation up to +- this many degrees
+    shift: float = 0.0  # random shift up to +- this fraction of height/width
+    brightness: float = 0.0  # random brightness change up to +- this fraction of the range
+    contrast: float = 0.0  # random contrast factor in [1 - c, 1 + c]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """The network: conv blocks, then a dense head, then logits and a softmax."""
+
+    conv_blocks: int = 3  # number of conv blocks (each: convs, [residual], pooling, [dropout])
+    filters: tuple[int, ...] = (16, 32, 64)  # filters of each block; one entry per block
+    convs_per_block: int = 1  # conv layers in each block (2 gives VGG's 3x3 stacks)
+    kernel_size: int = 3  # square kernel size F of every conv
+    stride: int = 1  # stride S of the first conv in each block
+    padding: str = "same"  # "same" keeps H (for S = 1), "valid" shrinks it by F - 1
+    pooling: str = "max"  # 2x2 pooling after each block: "max", "avg" or "none"
+    global_pool: bool = False  # global average pooling before the head instead of flattening
+    activation: str = "relu"  # activation after every conv and hidden dense layer
+    batch_norm: bool = True  # batch normalisation between each conv and its activation
+    conv_dropout: float = 0.0  # dropout rate after each conv block
+    residual: bool = False  # add a shortcut around the convs of each block (ResNet style)
+    dense_units: tuple[int, ...] = (128,)  # hidden dense layers of the head; () = none
+    dropout: float = 0.1  # dropout rate before each dense layer of the head
+    init: str = "he"  # kernel initialiser: "he", "glorot", "normal_0.01", "truncated_normal_0.1"
+    weight_decay: float = 0.0  # L2 penalty on conv and dense kernels
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How the weights are fitted."""
+
+    optimizer: str = "adam"  # a name in OPTIMIZERS
+    learning_rate: float = 0.01  # initial (peak, for one-cycle) learning rate
+    schedule: str = "one_cycle"  # learning-rate schedule over all epochs
+    batch_size: int = 256  # images per gradient step
+    epochs: int = 4  # passes over the training images
+    time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """Everything that defines one experiment; equal specs give equal runs on the CPU."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    arch: ArchSpec = field(default_factory=ArchSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0  # seeds data sampling, weight init, shuffling and augmentation
+    preset: str = "default"  # the preset this spec started from (informational)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-JSON dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text that `from_json` turns back into an equal spec."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ExperimentSpec":
+        """Build a spec from `to_dict` output; unknown keys and wrong types raise SpecError."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"A spec must be a JSON object. Received: {type(data).__name__}")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SpecError(f"Unknown spec section(s): {', '.join(sorted(unknown))}.")
+        kwargs: dict[str, Any] = {}
+        for section_name, section_cls in _SECTIONS.items():
+            section = data.get(section_name, {})
+            if not isinstance(section, Mapping):
+                raise SpecError(f"Spec section '{section_name}' must be an object.")
+            kwargs[section_name] = _section_from_values(section_cls, section, parse_strings=False)
+        for name in ("seed", "preset"):
+            if name in data:
+                kwargs[name] = _coerce(_TOP_FIELDS[name], name, data[name], parse_strings=False)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExperimentSpec":
+        """Parse JSON text produced by `to_json`."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise SpecError(f"The spec is not valid JSON: {exc}.") from None
+        return cls.from_dict(data)
+
+    def to_query_params(self) -> dict[str, str]:
+        """Flat {key: string} for a URL; every field is written so the link is complete."""
+        params: dict[str, str] = {}
+        for section_name in _SECTIONS:
+            section = getattr(self, section_name)
+            for f in fields(section):
+                params[f.name] = _to_string(getattr(section, f.name))
+        params["seed"] = str(self.seed)
+        params["preset"] = self.preset
+        return params
+
+    @classmethod
+    def from_query_params(cls, params: Mapping[str, Any], base: "ExperimentSpec | None" = None) -> "ExperimentSpec":
+        """Read a spec from URL query parameters; keys that are not spec fields are ignored.
+
+        Args:
+            params: {key: value}; a value may be a string, a typed value, or a
+                list of strings (a repeated key: the last one wins, as browsers do).
+            base: the spec that supplies fields missing from `params`
+                (default: `ExperimentSpec()`).
+
+        Returns:
+            The spec. Malformed values raise SpecError naming the key and value.
+        """
+        base = base or cls()
+        # A list is a repeated URL key (the last one wins); a tuple is a value (filters=(8, 16)).
+        flat = {k: (v[-1] if isinstance(v, list) and v else v) for k, v in params.items()}
+        kwargs: dict[str, Any] = {}
+        for section_name, section_cls in _SECTIONS.items():
+            values = {f.name: flat[f.name] for f in fields(section_cls) if f.name in flat}
+            kwargs[section_name] = replace(
+                getattr(base, section_name), **_coerce_all(section_cls, values, parse_strings=True)
+            )
+        kwargs["seed"] = _coerce(int, "seed", flat["seed"], True) if "seed" in flat else base.seed
+        kwargs["preset"] = _coerce(str, "preset", flat["preset"], True) if "preset" in flat else base.preset
+        return cls(**kwargs)
+
+    def with_values(self, **changes: Any) -> "ExperimentSpec":
+        """A copy with fields changed by their flat names, e.g. `with_values(filters=(8, 16), seed=3)`.
+
+        Values are coerced as for URL parameters, so strings are accepted too.
+        A change of only one of `filters` and `conv_blocks` adapts the other, as the
+        sliders do: `filters=(8, 16)` means two blocks, and `conv_blocks=3` keeps the
+        filters of the first blocks and doubles the last for a new one.
+        """
+        if not changes:
+            return self
+        spec = ExperimentSpec.from_query_params(changes, base=self)
+        arch = spec.arch
+        if "filters" in changes and "conv_blocks" not in changes:
+            arch = replace(arch, conv_blocks=len(arch.filters))
+        elif "conv_blocks" in changes and "filters" not in changes and 0 <= arch.conv_blocks <= MAX_CONV_BLOCKS:
+            arch = replace(arch, filters=resize_filters(arch.filters, arch.conv_blocks))
+        return replace(spec, arch=arch)
+
+    def spec_id(self) -> str:
+        """Short stable hash of the spec, for caches and run names."""
+        return hashlib.sha256(self.to_json(indent=None).encode()).hexdigest()[:10]
+
+
+_SECTIONS = {"data": DataSpec, "preprocess": PreprocessSpec, "arch": ArchSpec, "train": TrainSpec}
+_TOP_FIELDS = {"seed": int, "preset": str}
+# Flat field name -> (section name, type annotation string).
+FIELD_SECTIONS = {f.name: name for name, cls in _SECTIONS.items() for f in fields(cls)}
+
+
+def field_names() -> list[str]:
+    """All flat field names (the URL keys), section by section, then seed and preset."""
+    return list(FIELD_SECTIONS) + list(_TOP_FIELDS)
+
+
+def get_value(spec: ExperimentSpec, name: str) -> Any:
+    """The value of a flat field name, e.g. `get_value(spec, "filters")`."""
+    if name in _TOP_FIELDS:
+        return getattr(spec, name)
+    return getattr(getattr(spec, FIELD_SECTIONS[name]), name)
+
+
+# ---------------------------------------------------------------------------
+# Coercion: strict for JSON, parsing for URL strings.
+# ---------------------------------------------------------------------------
+
+
+
+def _field_type(cls: type, name: str) -> Any:
+    hint = {f.name: f.type for f in fields(cls)}[name]
+    return {"int": int, "float": float, "bool": bool, "str": str, "tuple[int, ...]": tuple}[hint]
+
+
+def _section_from_values(cls: type, values: Mapping[str, Any], parse_strings: bool) -> Any:
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise SpecError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", sorted(unknown)[0])
+    return cls(**_coerce_all(cls, values, parse_strings))
+
+
+def _coerce_all(cls: type, values: Mapping[str, Any], parse_strings: bool) -> dict[str, Any]:
+    return {k: _coerce(_field_type(cls, k), k, v, parse_strings) for k, v in values.items()}
+
+
+def _coerce(kind: type, name: str, value: Any, parse_strings: bool) -> Any:
+    """Convert `value` to `kind`, raising SpecError that names the field and value."""
+    bad = SpecError(f"'{name}' must be {_KIND_WORDS[kind]}. Received: {name}={value!r}", name)
+    if parse_strings and isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            if kind is bool:
+                flag = parse_bool(text, None)
+                if flag is None:
+                    raise bad
+                return flag
+            if kind is tuple:
+                return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
+            if kind is int:
+                return int(text)
+            number = float(text)
+        except (ValueError, OverflowError):
+            raise bad from None
+        if not math.isfinite(number):
+            raise bad
+        return number
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise bad
+    if kind is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        raise bad
+    if isinstance(value, str):
+        return value
+    raise bad
+
+
+_KIND_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    tuple: "a comma-separated list of whole numbers",
+}
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+
+
+def resize_filters(filters: tuple[int, ...], blocks: int) -> tuple[int, ...]:
+    """Filters for `blocks` blocks: truncated, or extended by doubling the last (capped).
+
+    The UI uses this when the block-count slider moves, so the spec stays valid.
+    """
+    out = list(filters[:blocks]) or [32]
+    while len(out) < blocks:
+        out.append(min(out[-1] * 2, MAX_FILTERS))
+    return tuple(out[:blocks])
