@@ -41,6 +41,7 @@ __all__ = [
     "DatasetError",
     "DatasetStatus",
     "clear_cache",
+    "data_key",
     "dataset_status",
     "import_npz",
     "import_zip",
@@ -109,6 +110,17 @@ def load_dataset(name_or_path: str, *, shapes_noise: float = 0.2, seed: int = 0)
 def load_for_spec(spec: ExperimentSpec) -> Dataset:
     """The dataset an experiment spec names, with its shapes noise and seed."""
     return load_dataset(spec.data.dataset, shapes_noise=spec.data.shapes_noise, seed=spec.seed)
+
+
+def data_key(spec: ExperimentSpec) -> tuple[Any, ...]:
+    """What decides the images `load_for_spec(spec)` gives: equal keys, equal images.
+
+    Only the built-in shapes depend on the noise and the seed; every other
+    dataset is decided by its name or path alone.
+    """
+    if spec.data.dataset == "shapes":
+        return "shapes", round(float(spec.data.shapes_noise), 6), int(spec.seed)
+    return (spec.data.dataset,)
 
 
 def split_train_validation(

@@ -40,13 +40,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from playground.data.dataset import MAX_CLASSES, Dataset, DatasetError, stratified_holdout
-from playground.data.images import ImageError, read_image
+from playground.data.images import ImageError, read_image, read_size
 from playground.data.npz import read_npz, save_npz
 from playground.settings import get_settings
 
@@ -65,6 +65,9 @@ _TRAIN_NAMES = {"train", "training"}
 _TEST_NAMES = {"test", "testing"}
 _VAL_NAMES = {"val", "valid", "validation"}
 _IGNORED_DIRS = {"__MACOSX", "__pycache__"}
+_BATCH = 1024  # images read or decoded at a time: bounds the memory of decoded images in flight
+# What reading one member may raise when it is not an image or the archive member is damaged: skipped and counted.
+_UNREADABLE = (ImageError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,13 @@ def _ignored(name: str) -> bool:
 
 
 def _build(entries: list[_Entry], *, name: str, source: str, skipped: int, max_side: int) -> Dataset:
-    """Class layout -> decoded, resized images -> Dataset."""
+    """Class layout -> image sizes (headers only) -> decoded, resized images -> Dataset.
+
+    The sizes come first, so the common size and the decoded size are known
+    before any pixel is decoded: a dataset over `settings.max_dataset_mb` is
+    refused at that point, and decoding then writes each image straight into
+    the final array (memory: the result plus one batch of decoded images).
+    """
     train, test, skipped_layout = _layout(entries, source)
     skipped += skipped_layout
     class_names = sorted(train)
@@ -237,34 +246,19 @@ def _build(entries: list[_Entry], *, name: str, source: str, skipped: int, max_s
 
     jobs = [(label, entry, False) for label, c in enumerate(class_names) for entry in train[c]]
     jobs += [(class_names.index(c), entry, True) for c in sorted(test) for entry in test[c]]
-    decoded = _decode_all([entry for _, entry, _ in jobs], max_side)
-    images, labels, is_test, sizes = [], [], [], Counter()
-    for (label, _, held), result in zip(jobs, decoded):
-        if result is None:
-            skipped += 1
-            continue
-        pixels, original_size = result
-        images.append(pixels)
-        labels.append(label)
-        is_test.append(held)
-        sizes[original_size] += 1
-    labels_arr = np.asarray(labels, np.int32)
-    is_test_arr = np.asarray(is_test, bool)
+    sizes = _map_in_batches(_probe, [entry for _, entry, _ in jobs])
+    readable = [(job, size) for job, size in zip(jobs, sizes) if size is not None]
+    skipped += len(jobs) - len(readable)
+    _check_counts(np.asarray([label for (label, _, held), _ in readable if not held], np.int32), class_names, source)
+    height, width = _target_size(Counter(size for _, size in readable), max_side)
+    _check_decoded_size(len(readable), height, width, source)
 
-    counts = np.bincount(labels_arr[~is_test_arr], minlength=len(class_names))
-    too_few = [f"{class_names[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < 2)]
-    if too_few:
-        raise DatasetError(
-            f"{source}: each class needs at least 2 readable training images; these have fewer: {', '.join(too_few)}."
-        )
-    if len(class_names) < 2:
-        raise DatasetError(f"{source} has {len(class_names)} class folder(s) with images; a classifier needs at least 2.")
-
-    height, width = _target_size(sizes, max_side)
-    gray = all(_is_gray(p) for p in images)
-    x = np.empty((len(images), height, width, 1 if gray else 3), np.uint8)
-    for i, pixels in enumerate(images):
-        x[i] = _fit(pixels, height, width, gray)
+    x, decoded = _decode_into([entry for (_, entry, _), _ in readable], height, width, max_side)
+    skipped += int((~decoded).sum())
+    labels_arr = np.asarray([label for (label, _, _), _ in readable], np.int32)[decoded]
+    is_test_arr = np.asarray([held for (_, _, held), _ in readable], bool)[decoded]
+    x = x[decoded] if not decoded.all() else x
+    _check_counts(labels_arr[~is_test_arr], class_names, source)
 
     if is_test_arr.any():
         train_idx, test_idx = np.flatnonzero(~is_test_arr), np.flatnonzero(is_test_arr)
@@ -283,19 +277,32 @@ def _build(entries: list[_Entry], *, name: str, source: str, skipped: int, max_s
     )
 
 
+def _check_counts(train_labels: np.ndarray, class_names: list[str], source: str) -> None:
+    """Every class needs two readable training images, and a classifier two classes."""
+    counts = np.bincount(train_labels, minlength=len(class_names))
+    too_few = [f"{class_names[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < 2)]
+    if too_few:
+        raise DatasetError(
+            f"{source}: each class needs at least 2 readable training images; these have fewer: {', '.join(too_few)}."
+        )
+    if len(class_names) < 2:
+        raise DatasetError(f"{source} has {len(class_names)} class folder(s) with images; a classifier needs at least 2.")
+
+
+def _check_decoded_size(count: int, height: int, width: int, source: str) -> None:
+    """Refuse, before decoding, a dataset whose pixels (as RGB, the largest case) exceed the setting."""
+    limit_mb = get_settings().max_dataset_mb
+    decoded = count * height * width * 3
+    if decoded > limit_mb * 1024**2:
+        raise DatasetError(
+            f"{source} is refused: its {count:,} images at {width}x{height} take {decoded / 1024**2:,.0f} MB as "
+            f"8-bit pixels, over the limit of {limit_mb:,} MB; use fewer or smaller images."
+        )
+
+
 def _layout(entries: list[_Entry], source: str) -> tuple[dict[str, list[_Entry]], dict[str, list[_Entry]], int]:
     """Sort entries into {class: entries} for training and testing. Returns (train, test, skipped)."""
-    skipped = 0
-    while True:
-        loose = [e for e in entries if len(e.parts) < 2]  # files beside the class folders
-        skipped += len(loose)
-        entries = [e for e in entries if len(e.parts) >= 2]
-        tops = {e.parts[0] for e in entries}
-        # One top folder that holds folders (not just images) wraps the dataset.
-        wrapper = len(tops) == 1 and any(len(e.parts) >= 3 for e in entries)
-        if not wrapper or next(iter(tops)).lower() in _TRAIN_NAMES | _TEST_NAMES | _VAL_NAMES:
-            break
-        entries = [_Entry(e.parts[1:], e.read) for e in entries]  # look through a wrapping folder
+    entries, skipped = _without_wrappers(entries)
     if not entries:
         raise DatasetError(f"{source} has no class folders with files; put each class's images in a folder named after the class.")
 
@@ -322,6 +329,32 @@ def _layout(entries: list[_Entry], source: str) -> tuple[dict[str, list[_Entry]]
     return _by_class(train_entries, 1), _by_class(test_entries, 1), skipped
 
 
+def _without_wrappers(entries: list[_Entry]) -> tuple[list[_Entry], int]:
+    """Look through wrapping folders (one top folder holding folders); files beside them are skipped.
+
+    Level k wraps the dataset when every entry still in play (at least two parts
+    below level k) has the same folder at k, some entry lies two folders deeper,
+    and that folder is not a train/test/val split. The depth is found in one
+    pass over the path parts, so deep archive paths cost their length, not its
+    square. Returns (entries below the wrappers, files skipped beside them).
+    """
+    if not entries:
+        return [], 0
+    reference = max(entries, key=lambda e: len(e.parts)).parts
+    depth = len(reference) - 2  # some entry must lie two folders below the last wrapper
+    for e in entries:
+        # The first folder where this entry leaves the reference path ends the wrappers there.
+        folders = len(e.parts) - 1
+        for k in range(min(folders, depth)):
+            if e.parts[k] != reference[k]:
+                depth = k
+                break
+    split_names = _TRAIN_NAMES | _TEST_NAMES | _VAL_NAMES
+    depth = next((k for k in range(max(depth, 0)) if reference[k].lower() in split_names), max(depth, 0))
+    kept = [_Entry(e.parts[depth:], e.read) for e in entries if len(e.parts) - depth >= 2]
+    return kept, len(entries) - len(kept)
+
+
 def _by_class(entries: list[_Entry], depth: int) -> dict[str, list[_Entry]]:
     classes: dict[str, list[_Entry]] = {}
     for e in entries:
@@ -329,23 +362,52 @@ def _by_class(entries: list[_Entry], depth: int) -> dict[str, list[_Entry]]:
     return classes
 
 
-def _decode_all(entries: list[_Entry], max_side: int) -> list[tuple[np.ndarray, tuple[int, int]] | None]:
-    """Decode every entry (Pillow releases the GIL, so threads use all cores); None for non-images."""
-
-    def decode(entry: _Entry):
-        try:
-            decoded = read_image(entry.read(), name="/".join(entry.parts), size_hint=(max_side, max_side))
-        except (ImageError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error):
-            # Not an image, or a damaged archive member: skipped and counted.
-            return None
-        width, height = decoded.original_size
-        return decoded.pixels, (height, width)
-
+def _map_in_batches(work: Callable[[_Entry], Any], entries: list[_Entry]) -> list[Any]:
+    """`work` on every entry, on threads (Pillow and zlib release the GIL), a bounded batch at a time."""
     workers = min(8, os.cpu_count() or 1)
     if workers == 1 or len(entries) < 64:
-        return [decode(e) for e in entries]
+        return [work(e) for e in entries]
+    out: list[Any] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(decode, entries, chunksize=256))
+        for start in range(0, len(entries), _BATCH):
+            out.extend(pool.map(work, entries[start : start + _BATCH]))
+    return out
+
+
+def _probe(entry: _Entry) -> tuple[int, int] | None:
+    """(height, width) from the image's header, upright; None for non-images and damaged members."""
+    try:
+        width, height = read_size(entry.read(), name="/".join(entry.parts))
+    except _UNREADABLE:
+        return None
+    return height, width
+
+
+def _decode_into(entries: list[_Entry], height: int, width: int, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and fit every entry into one uint8 (N, height, width, C) array, a batch at a time.
+
+    C is 1 while every image is gray and becomes 3 at the first colour image.
+    Returns (images, decoded): `decoded[i]` is False where entry i could not be decoded.
+    """
+
+    def decode(entry: _Entry) -> np.ndarray | None:
+        try:
+            pixels = read_image(entry.read(), name="/".join(entry.parts), size_hint=(max_side, max_side)).pixels
+        except _UNREADABLE:
+            return None
+        return _fit(pixels, height, width)
+
+    x = np.zeros((len(entries), height, width, 1), np.uint8)
+    decoded = np.zeros(len(entries), bool)
+    for start in range(0, len(entries), _BATCH):
+        for i, fitted in enumerate(_map_in_batches(decode, entries[start : start + _BATCH]), start):
+            if fitted is None:
+                continue
+            if x.shape[3] == 1 and not _is_gray(fitted):
+                x = np.repeat(x, 3, axis=3)  # the first colour image: the dataset becomes RGB
+            x[i] = fitted[:, :, :1] if x.shape[3] == 1 else (fitted if fitted.shape[2] == 3 else np.repeat(fitted, 3, axis=2))
+            decoded[i] = True
+    return x, decoded
 
 
 def _target_size(sizes: Counter, max_side: int) -> tuple[int, int]:
@@ -361,12 +423,8 @@ def _is_gray(pixels: np.ndarray) -> bool:
     return bool((pixels[:, :, 0] == pixels[:, :, 1]).all() and (pixels[:, :, 1] == pixels[:, :, 2]).all())
 
 
-def _fit(pixels: np.ndarray, height: int, width: int, gray: bool) -> np.ndarray:
-    """(h, w, C) uint8 -> (height, width, 1 if gray else 3)."""
-    if gray and pixels.shape[2] == 3:
-        pixels = pixels[:, :, :1]  # the channels are equal
-    elif not gray and pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
+def _fit(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, C) uint8 -> (height, width, C), bilinear."""
     if pixels.shape[:2] != (height, width):
         image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
         pixels = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR)).reshape(height, width, -1)

@@ -19,6 +19,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,9 +34,14 @@ _SUPPORTED_WORDS = "PNG, JPEG, GIF, BMP, TIFF, WebP or AVIF"
 _SAVE_AS = "save it as PNG or JPEG."
 
 _HEADER_LOCK = threading.Lock()
+_ICO_MAGIC = b"\x00\x00\x01\x00"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_MAX_ICON_SIDE = 1024  # icons are at most 256x256; larger frames are refused before Pillow decodes them
 # EXIF orientations 5-8 swap width and height.
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # 16-bit, 32-bit and float images
+_BAND_ROWS = 256  # rows of a wide image scaled at a time
 
 
 class ImageError(ValueError):
@@ -88,14 +94,42 @@ def read_image(
     size_hint: tuple[int, int] | None = None,
 ) -> DecodedImage:
     """Like `decode_image`, but also returns the original size and format."""
+    opened, orientation = _open_header(data, name, max_pixels)
+    return _decode(opened, orientation, name, size_hint)
+
+
+def read_size(data: bytes, *, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image as it will be decoded (EXIF rotation applied), from its header alone.
+
+    Args:
+        data: the file's bytes.
+        name: the file name, used in error messages.
+        max_pixels: as for `decode_image`: larger images are refused.
+
+    Returns:
+        (width, height); no pixel is decoded.
+
+    Raises:
+        ImageError: for the bytes `decode_image` would refuse before decoding.
+    """
+    opened, orientation = _open_header(data, name, max_pixels)
+    width, height = opened.size
+    opened.close()
+    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def _open_header(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, int]:
+    """The opened (not yet decoded) image and its EXIF orientation, after every check that needs no pixels."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode_image takes bytes. Received: {type(data).__name__}")
     data = bytes(data)
     if not data:
         raise _error(name, "the file is empty (0 bytes).")
+    if data.startswith(_ICO_MAGIC):
+        _check_icon(data, name)
     # Header parsing runs under changed warning filters. The filters are process-wide,
     # so the lock keeps threads decoding at once (a folder dataset) from restoring
-    # each other's filters; the pixel decoding below runs outside it, in parallel.
+    # each other's filters; the pixel decoding runs outside it, in parallel.
     with _HEADER_LOCK, warnings.catch_warnings():
         # Pillow warns about damaged metadata it skips: the image is judged by whether it decodes.
         warnings.simplefilter("ignore", UserWarning)
@@ -104,7 +138,28 @@ def read_image(
         opened = _open(data, name, max_pixels)
         # Read the orientation before any decoding; broken EXIF counts as upright.
         orientation = _orientation(opened)
-    return _decode(opened, orientation, name, size_hint)
+    return opened, orientation
+
+
+def _check_icon(data: bytes, name: str) -> None:
+    """Refuse an .ico whose frames are not icon-sized, before Pillow decodes one while opening it.
+
+    Pillow decodes an icon's largest frame as it opens the file (under the header
+    lock, before the pixel limit is checked); a PNG frame may claim any size.
+    """
+    count = int.from_bytes(data[4:6], "little")
+    if count == 0 or len(data) < 6 + 16 * count:
+        raise _error(name, "the icon file is truncated or damaged; export it again as PNG.")
+    for i in range(count):
+        entry = data[6 + 16 * i : 22 + 16 * i]
+        offset = int.from_bytes(entry[12:16], "little")
+        frame = data[offset : offset + 24]
+        if frame.startswith(_PNG_MAGIC):
+            width, height = int.from_bytes(frame[16:20], "big"), int.from_bytes(frame[20:24], "big")
+        else:
+            width, height = entry[0] or 256, entry[1] or 256  # BMP frames: the directory's size (0 means 256)
+        if width > _MAX_ICON_SIDE or height > _MAX_ICON_SIDE:
+            raise _error(name, f"the icon holds a {width}x{height} picture, larger than any icon; save it as PNG or JPEG.")
 
 
 def _decode(opened: Image.Image, orientation: int, name: str, size_hint: tuple[int, int] | None) -> DecodedImage:
@@ -120,13 +175,14 @@ def _decode(opened: Image.Image, orientation: int, name: str, size_hint: tuple[i
             opened.draft(opened.mode if opened.mode in ("L", "RGB") else None, (side, side))
         opened.load()
         image = ImageOps.exif_transpose(opened) if orientation in range(2, 9) else opened
-        standard = _to_gray_or_rgb(image)
-        if size_hint is not None:
-            side = max(1, int(max(size_hint)))
-            factor = min(standard.size) // side
+        factor = min(image.size) // max(1, int(max(size_hint))) if size_hint is not None else 1
+        if image.mode in _WIDE_MODES:
+            pixels = _wide_to_gray(image, factor)
+        else:
+            standard = _to_gray_or_rgb(image)
             if factor >= 2:
                 standard = standard.reduce(factor)
-        pixels = np.array(standard, dtype=np.uint8)
+            pixels = np.array(standard, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on damaged data
         raise _error(name, f"the file is truncated or damaged ({_first_line(exc)}); export it again as PNG or JPEG.") from None
     finally:
@@ -171,8 +227,6 @@ def _orientation(image: Image.Image) -> int:
 def _to_gray_or_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> "L" or "RGB"; transparency composited on white."""
     mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _rescale_to_gray(image)
     has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info
     if has_alpha:
         gray = mode in ("LA", "La") or (mode in ("L", "1") and "transparency" in image.info)
@@ -185,16 +239,42 @@ def _to_gray_or_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _rescale_to_gray(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float images: their value range mapped to 0..255."""
-    values = np.asarray(image, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return Image.fromarray(np.zeros(values.shape, np.uint8), "L")
-    lo, hi = float(finite.min()), float(finite.max())
-    values = np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo)
-    scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+def _wide_to_gray(image: Image.Image, factor: int) -> np.ndarray:
+    """A 16-bit, 32-bit or float image -> uint8 (h, w) gray, its value range mapped to 0..255.
+
+    The image is read a band of rows at a time, each band shrunk by `factor`
+    (block means, when >= 2): memory beyond Pillow's own copy of the image
+    stays a few megabytes, where whole-image float64 copies took gigabytes.
+    """
+    factor = max(1, factor)
+    out_h, out_w = image.size[1] // factor, image.size[0] // factor
+    lo, hi = np.inf, -np.inf
+    for band in _reduced_bands(image, factor):
+        finite = band[np.isfinite(band)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    out = np.zeros((out_h, out_w), np.uint8)
+    if not hi > lo:
+        return out  # blank, or nothing finite
+    top = 0
+    for band in _reduced_bands(image, factor):
+        scaled = np.nan_to_num(band, nan=lo, posinf=hi, neginf=lo)
+        scaled -= lo
+        scaled *= 255.0 / (hi - lo)
+        out[top : top + len(band)] = np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled)
+        top += len(band)
+    return out
+
+
+def _reduced_bands(image: Image.Image, factor: int) -> Iterator[np.ndarray]:
+    """float64 bands of rows of a wide image, each shrunk by `factor` with block means."""
+    width, height = (image.size[0] // factor) * factor, (image.size[1] // factor) * factor
+    rows = max(1, _BAND_ROWS // factor) * factor
+    for top in range(0, height, rows):
+        band = np.asarray(image.crop((0, top, width, min(top + rows, height))), dtype=np.float64)
+        if factor >= 2:
+            band = band.reshape(band.shape[0] // factor, factor, width // factor, factor).mean(axis=(1, 3))
+        yield band
 
 
 def _composite_on_white(image: Image.Image) -> Image.Image:
