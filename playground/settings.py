@@ -24,6 +24,8 @@ class Settings:
     session_grace_seconds: float  # a run whose browser session is gone is cancelled after this (PLAYGROUND_SESSION_GRACE, default 120)
     max_upload_mb: int  # largest upload accepted (PLAYGROUND_MAX_UPLOAD_MB, default 200)
     max_dataset_mb: int = 1024  # decoded images of one dataset file, folder or upload, as uint8 (PLAYGROUND_MAX_DATASET_MB)
+    upload_quota_mb: int = 1000  # stored uploads of one browser session (PLAYGROUND_UPLOAD_QUOTA_MB)
+    uploads_total_mb: int = 10_000  # stored uploads of everyone together (PLAYGROUND_UPLOADS_TOTAL_MB)
     private_runs: bool = False  # each browser session sees only its own runs and those saved from the CLI (PLAYGROUND_PRIVATE_RUNS=1)
     teacher_code: str = ""  # protects the class challenge and other sessions' runs (PLAYGROUND_TEACHER_CODE, "" = none)
     mixed_precision: bool = True  # float16 compute on GPUs that support it (PLAYGROUND_MIXED_PRECISION=0 keeps float32)
@@ -77,6 +79,8 @@ def get_settings() -> Settings:
         session_grace_seconds=grace,
         max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
         max_dataset_mb=_int_env("PLAYGROUND_MAX_DATASET_MB", 1024),
+        upload_quota_mb=_int_env("PLAYGROUND_UPLOAD_QUOTA_MB", 1000),
+        uploads_total_mb=_int_env("PLAYGROUND_UPLOADS_TOTAL_MB", 10_000),
         private_runs=parse_bool(os.environ.get("PLAYGROUND_PRIVATE_RUNS"), False),
         teacher_code=os.environ.get(TEACHER_CODE_ENV, ""),
         mixed_precision=parse_bool(os.environ.get("PLAYGROUND_MIXED_PRECISION"), True),
