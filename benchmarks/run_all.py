@@ -71,6 +71,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], tuple[float, float]]] = {
     "predict": (["bench_predict", "--repeats", "30"], ["bench_predict", "--repeats", "20"], (900, 300)),
     "latency": (["bench_latency", "--repeats", "3"], ["bench_latency", "--repeats", "1"], (1800, 600)),
     "load": (["bench_load", "--sessions", "10"], ["bench_load", "--sessions", "2", "--timeout", "300"], (1500, 600)),
+    "hostile": (["bench_hostile"], ["bench_hostile", "--cases", "zeros_npz", "icon_bomb"], (1200, 300)),
 }
 
 
