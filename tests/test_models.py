@@ -186,7 +186,7 @@ def test_dataset_normaliser_statistics_round_trip_through_the_weights_file(tmp_p
 @pytest.mark.parametrize("changes, shape, field", [
     ({"conv_blocks": 2, "filters": "4,8", "kernel_size": 7, "padding": "valid"}, (8, 8, 1), "kernel_size"),
     ({"conv_blocks": 4, "filters": "4,4,4,4", "pooling": "max"}, (8, 8, 1), "conv_blocks"),
-    ({"conv_blocks": 2, "filters": "4"}, (28, 28, 1), "filters"),
+    ({"conv_blocks": 2, "filters": "4,2000"}, (28, 28, 1), "filters"),
     ({"residual": True, "padding": "valid"}, (28, 28, 1), "residual"),
 ])
 def test_impossible_spec_raises_spec_error_before_keras(changes, shape, field):

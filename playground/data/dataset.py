@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 MAX_CLASSES = 1000  # classes one dataset may have
-MAX_IMAGE_SIDE = 512  # pixels along the longer side of a dataset's images (a CNN here trains on far smaller ones)
 
 
 class DatasetError(ValueError):

@@ -21,8 +21,9 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from playground.data.dataset import MAX_CLASSES, MAX_IMAGE_SIDE, Dataset, DatasetError
+from playground.data.dataset import MAX_CLASSES, Dataset, DatasetError
 from playground.settings import get_settings
+from playground.spec.fields import MAX_INPUT_SIDE
 
 MAX_NPZ_BYTES = 4 * 1024**3  # uncompressed bytes of all arrays in one .npz
 MAX_COMPRESSION_RATIO = 200  # an array over 1 MiB expanding more than this is a zip bomb
@@ -131,9 +132,9 @@ def _image_shape(member: _Member, key: str, label: str) -> tuple[int, int, int, 
         raise DatasetError(f"{label}: {key} must be (N, H, W) or (N, H, W, C) with C = 1 or 3. Received: shape={member.shape}")
     if member.dtype.kind not in "biuf":
         raise DatasetError(f"{label}: {key} must hold numbers. Received: dtype={member.dtype}")
-    if max(shape[1:3]) > MAX_IMAGE_SIDE:
+    if max(shape[1:3]) > MAX_INPUT_SIDE:
         raise DatasetError(
-            f"{label}: {key} holds {shape[1]}x{shape[2]} images, larger than the limit of {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}; "
+            f"{label}: {key} holds {shape[1]}x{shape[2]} images, larger than the limit of {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}; "
             "resize them first."
         )
     return shape  # type: ignore[return-value]

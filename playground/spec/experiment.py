@@ -4,8 +4,10 @@ A spec says everything needed to reproduce a run: the data, its preprocessing
 and augmentation, the architecture and the training schedule, plus a seed. It
 round-trips exactly through JSON (`to_json` / `from_json`) and through flat
 URL query parameters of strings (`to_query_params` / `from_query_params`), so
-every experiment is a link. `playground.spec.validation` explains impossible
-settings; `playground.spec.presets` holds the well-known networks.
+every experiment is a link. `with_blocks`, `with_block_filters` and
+`with_dense_units` edit the network and keep the spec whole.
+`playground.spec.validation` explains impossible settings;
+`playground.spec.presets` holds the well-known networks.
 
 This module imports only the standard library: it stores names such as
 "relu", and the registries in `playground.model.network` map them to Keras objects.
@@ -13,7 +15,6 @@ This module imports only the standard library: it stores names such as
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from playground.settings import parse_bool
-from playground.spec.fields import MAX_CONV_BLOCKS, MAX_FILTERS
+from playground.spec.fields import MAX_FILTERS, value_problems
 
 
 class SpecError(ValueError):
@@ -62,10 +63,13 @@ class PreprocessSpec:
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """The network: conv blocks, then a dense head, then logits and a softmax."""
+    """The network: conv blocks, then a dense head, then logits and a softmax.
 
-    conv_blocks: int = 3  # number of conv blocks (each: convs, [residual], pooling, [dropout])
-    filters: tuple[int, ...] = (16, 32, 64)  # filters of each block; one entry per block
+    The number of conv blocks is not stored: it is the length of `filters`
+    (`conv_blocks`), and `with_blocks` changes it.
+    """
+
+    filters: tuple[int, ...] = (16, 32, 64)  # filters of each conv block (each: convs, [residual], pooling, [dropout])
     convs_per_block: int = 1  # conv layers in each block (2 gives VGG's 3x3 stacks)
     kernel_size: int = 3  # square kernel size F of every conv
     stride: int = 1  # stride S of the first conv in each block
@@ -80,6 +84,11 @@ class ArchSpec:
     dropout: float = 0.1  # dropout rate before each dense layer of the head
     init: str = "he"  # kernel initialiser: "he", "glorot", "normal_0.01", "truncated_normal_0.1"
     weight_decay: float = 0.0  # L2 penalty on conv and dense kernels
+
+    @property
+    def conv_blocks(self) -> int:
+        """The number of conv blocks: one per entry of `filters`."""
+        return len(self.filters)
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,12 @@ class ExperimentSpec:
     preset: str = "default"  # the preset this spec started from (informational)
 
     def to_dict(self) -> dict[str, Any]:
-        """Nested plain-JSON dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Nested plain-JSON dict (tuples become lists); the arch section still writes conv_blocks."""
+        data: dict[str, Any] = {section_name: {} for section_name in _SECTIONS}
+        for name, section_name in FIELD_SECTIONS.items():
+            data[section_name][name] = get_value(self, name)
+        data.update(seed=self.seed, preset=self.preset)
+        return json.loads(json.dumps(data))
 
     def to_json(self, indent: int | None = 2) -> str:
         """JSON text that `from_json` turns back into an equal spec."""
@@ -115,22 +128,26 @@ class ExperimentSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ExperimentSpec":
-        """Build a spec from `to_dict` output; unknown keys and wrong types raise SpecError."""
+        """Build a spec from `to_dict` output; unknown keys and wrong types raise SpecError.
+
+        A `conv_blocks` that disagrees with the length of `filters` is refused;
+        `conv_blocks` without `filters` resizes the default filters (see `with_blocks`).
+        """
         if not isinstance(data, Mapping):
             raise SpecError(f"A spec must be a JSON object. Received: {type(data).__name__}")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise SpecError(f"Unknown spec section(s): {', '.join(sorted(unknown))}.")
-        kwargs: dict[str, Any] = {}
-        for section_name, section_cls in _SECTIONS.items():
+        flat: dict[str, Any] = {name: data[name] for name in _TOP_FIELDS if name in data}
+        for section_name in _SECTIONS:
             section = data.get(section_name, {})
             if not isinstance(section, Mapping):
                 raise SpecError(f"Spec section '{section_name}' must be an object.")
-            kwargs[section_name] = _section_from_values(section_cls, section, parse_strings=False)
-        for name in ("seed", "preset"):
-            if name in data:
-                kwargs[name] = _coerce(_TOP_FIELDS[name], name, data[name], parse_strings=False)
-        return cls(**kwargs)
+            unknown = set(section) - {name for name, owner in FIELD_SECTIONS.items() if owner == section_name}
+            if unknown:
+                raise SpecError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", sorted(unknown)[0])
+            flat.update(section)
+        return _changed(cls(), flat, parse_strings=False)
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentSpec":
@@ -143,14 +160,7 @@ class ExperimentSpec:
 
     def to_query_params(self) -> dict[str, str]:
         """Flat {key: string} for a URL; every field is written so the link is complete."""
-        params: dict[str, str] = {}
-        for section_name in _SECTIONS:
-            section = getattr(self, section_name)
-            for f in fields(section):
-                params[f.name] = _to_string(getattr(section, f.name))
-        params["seed"] = str(self.seed)
-        params["preset"] = self.preset
-        return params
+        return {name: _to_string(get_value(self, name)) for name in field_names()}
 
     @classmethod
     def from_query_params(cls, params: Mapping[str, Any], base: "ExperimentSpec | None" = None) -> "ExperimentSpec":
@@ -159,42 +169,26 @@ class ExperimentSpec:
         Args:
             params: {key: value}; a value may be a string, a typed value, or a
                 list of strings (a repeated key: the last one wins, as browsers do).
+                `conv_blocks` alone resizes the filters (see `with_blocks`); with
+                `filters` it must give their number.
             base: the spec that supplies fields missing from `params`
                 (default: `ExperimentSpec()`).
 
         Returns:
             The spec. Malformed values raise SpecError naming the key and value.
         """
-        base = base or cls()
         # A list is a repeated URL key (the last one wins); a tuple is a value (filters=(8, 16)).
         flat = {k: (v[-1] if isinstance(v, list) and v else v) for k, v in params.items()}
-        kwargs: dict[str, Any] = {}
-        for section_name, section_cls in _SECTIONS.items():
-            values = {f.name: flat[f.name] for f in fields(section_cls) if f.name in flat}
-            kwargs[section_name] = replace(
-                getattr(base, section_name), **_coerce_all(section_cls, values, parse_strings=True)
-            )
-        kwargs["seed"] = _coerce(int, "seed", flat["seed"], True) if "seed" in flat else base.seed
-        kwargs["preset"] = _coerce(str, "preset", flat["preset"], True) if "preset" in flat else base.preset
-        return cls(**kwargs)
+        return _changed(base or cls(), flat, parse_strings=True)
 
     def with_values(self, **changes: Any) -> "ExperimentSpec":
         """A copy with fields changed by their flat names, e.g. `with_values(filters=(8, 16), seed=3)`.
 
         Values are coerced as for URL parameters, so strings are accepted too.
-        A change of only one of `filters` and `conv_blocks` adapts the other, as the
-        sliders do: `filters=(8, 16)` means two blocks, and `conv_blocks=3` keeps the
+        `filters=(8, 16)` means two conv blocks; `conv_blocks=3` alone keeps the
         filters of the first blocks and doubles the last for a new one.
         """
-        if not changes:
-            return self
-        spec = ExperimentSpec.from_query_params(changes, base=self)
-        arch = spec.arch
-        if "filters" in changes and "conv_blocks" not in changes:
-            arch = replace(arch, conv_blocks=len(arch.filters))
-        elif "conv_blocks" in changes and "filters" not in changes and 0 <= arch.conv_blocks <= MAX_CONV_BLOCKS:
-            arch = replace(arch, filters=resize_filters(arch.filters, arch.conv_blocks))
-        return replace(spec, arch=arch)
+        return ExperimentSpec.from_query_params(changes, base=self) if changes else self
 
     def spec_id(self) -> str:
         """Short stable hash of the spec, for caches and run names."""
@@ -203,8 +197,13 @@ class ExperimentSpec:
 
 _SECTIONS = {"data": DataSpec, "preprocess": PreprocessSpec, "arch": ArchSpec, "train": TrainSpec}
 _TOP_FIELDS = {"seed": int, "preset": str}
-# Flat field name -> (section name, type annotation string).
-FIELD_SECTIONS = {f.name: name for name, cls in _SECTIONS.items() for f in fields(cls)}
+# Flat field name (a URL key) -> its section name, in the order links and JSON write them.
+# conv_blocks is derived from the filters, not stored; it is still written, first in "arch".
+FIELD_SECTIONS = {
+    name: section_name
+    for section_name, cls in _SECTIONS.items()
+    for name in (("conv_blocks",) if cls is ArchSpec else ()) + tuple(f.name for f in fields(cls))
+}
 
 
 def field_names() -> list[str]:
@@ -220,25 +219,99 @@ def get_value(spec: ExperimentSpec, name: str) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Edits of the network that keep the spec whole: the filters/blocks rule lives here.
+# ---------------------------------------------------------------------------
+
+
+def with_blocks(spec: ExperimentSpec, blocks: int) -> ExperimentSpec:
+    """A copy of `spec` with `blocks` conv blocks: the filters are truncated, or extended by doubling the last.
+
+    Args:
+        spec: the experiment.
+        blocks: the number of conv blocks wanted, 0..MAX_CONV_BLOCKS.
+
+    Returns:
+        The new spec.
+
+    Raises:
+        SpecError: when `blocks` is out of range.
+    """
+    _refuse(value_problems("conv_blocks", blocks), "conv_blocks")
+    return _with_arch(spec, filters=resize_filters(spec.arch.filters, blocks))
+
+
+def with_block_filters(spec: ExperimentSpec, block: int, count: int) -> ExperimentSpec:
+    """A copy of `spec` whose conv block `block` (counted from 0) has `count` filters.
+
+    Raises:
+        SpecError: when there is no such block or `count` is out of range.
+    """
+    filters = spec.arch.filters
+    if not 0 <= block < len(filters):
+        raise SpecError(f"The network has {len(filters)} conv block(s), counted from 0, so there is no block {block}.", "filters")
+    changed = filters[:block] + (count,) + filters[block + 1:]
+    _refuse(value_problems("filters", changed), "filters")
+    return _with_arch(spec, filters=changed)
+
+
+def with_dense_units(spec: ExperimentSpec, units: tuple[int, ...]) -> ExperimentSpec:
+    """A copy of `spec` whose dense head has one hidden layer per entry of `units` (() = none).
+
+    Raises:
+        SpecError: when there are too many layers or a layer's units are out of range.
+    """
+    units = tuple(units)
+    _refuse(value_problems("dense_units", units), "dense_units")
+    return _with_arch(spec, dense_units=units)
+
+
+def resize_filters(filters: tuple[int, ...], blocks: int) -> tuple[int, ...]:
+    """Filters for `blocks` blocks: truncated, or extended by doubling the last (capped)."""
+    out = list(filters[:blocks]) or [32]
+    while len(out) < blocks:
+        out.append(min(out[-1] * 2, MAX_FILTERS))
+    return tuple(out[:blocks])
+
+
+def _with_arch(spec: ExperimentSpec, **changes: Any) -> ExperimentSpec:
+    return replace(spec, arch=replace(spec.arch, **changes))
+
+
+def _refuse(problems: list[str], name: str) -> None:
+    if problems:
+        raise SpecError(problems[0], name)
+
+
+# ---------------------------------------------------------------------------
 # Coercion: strict for JSON, parsing for URL strings.
 # ---------------------------------------------------------------------------
 
 
+def _changed(base: ExperimentSpec, values: Mapping[str, Any], parse_strings: bool) -> ExperimentSpec:
+    """`base` with the flat fields in `values` set (other keys are ignored), then the blocks rule applied."""
+    sections = {
+        section_name: replace(getattr(base, section_name), **{
+            f.name: _coerce(_KINDS[f.type], f.name, values[f.name], parse_strings)
+            for f in fields(cls) if f.name in values
+        })
+        for section_name, cls in _SECTIONS.items()
+    }
+    top = {name: _coerce(kind, name, values[name], parse_strings) for name, kind in _TOP_FIELDS.items() if name in values}
+    spec = replace(base, **sections, **top)
+    if "conv_blocks" not in values:
+        return spec
+    blocks = _coerce(int, "conv_blocks", values["conv_blocks"], parse_strings)
+    if "filters" not in values:
+        return with_blocks(spec, blocks)
+    if blocks != spec.arch.conv_blocks:
+        filters = spec.arch.filters
+        raise SpecError(
+            f"Give one filter count per conv block: {blocks} block(s) but {len(filters)} filter count(s). "
+            f"Received: conv_blocks={blocks}, filters={_to_string(filters) or '(none)'}", "filters")
+    return spec
 
-def _field_type(cls: type, name: str) -> Any:
-    hint = {f.name: f.type for f in fields(cls)}[name]
-    return {"int": int, "float": float, "bool": bool, "str": str, "tuple[int, ...]": tuple}[hint]
 
-
-def _section_from_values(cls: type, values: Mapping[str, Any], parse_strings: bool) -> Any:
-    unknown = set(values) - {f.name for f in fields(cls)}
-    if unknown:
-        raise SpecError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", sorted(unknown)[0])
-    return cls(**_coerce_all(cls, values, parse_strings))
-
-
-def _coerce_all(cls: type, values: Mapping[str, Any], parse_strings: bool) -> dict[str, Any]:
-    return {k: _coerce(_field_type(cls, k), k, v, parse_strings) for k, v in values.items()}
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "tuple[int, ...]": tuple}  # annotation -> kind
 
 
 def _coerce(kind: type, name: str, value: Any, parse_strings: bool) -> Any:
@@ -300,16 +373,3 @@ def _to_string(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-
-
-def resize_filters(filters: tuple[int, ...], blocks: int) -> tuple[int, ...]:
-    """Filters for `blocks` blocks: truncated, or extended by doubling the last (capped).
-
-    The UI uses this when the block-count slider moves, so the spec stays valid.
-    """
-    out = list(filters[:blocks]) or [32]
-    while len(out) < blocks:
-        out.append(min(out[-1] * 2, MAX_FILTERS))
-    return tuple(out[:blocks])

@@ -16,11 +16,9 @@ from typing import Any, Mapping
 
 from playground.settings import parse_bool
 from playground.data.catalog import CATALOG, is_named_dataset
-from playground.spec.experiment import FIELD_SECTIONS, field_names, get_value, resize_filters
-from playground.spec.fields import MAX_CONV_BLOCKS, MAX_FILTERS
+from playground.spec.experiment import ExperimentSpec, SpecError, field_names, get_value
 from playground.spec.presets import apply_preset
-from playground.spec.validation import Problem, check
-from playground.spec.experiment import ExperimentSpec, SpecError
+from playground.spec.validation import check
 
 CLASSROOM_KEY = "classroom"  # ?classroom=1 hides the advanced controls
 
@@ -88,12 +86,14 @@ def read_url(params: Mapping[str, Any], *, uploads_dir: Path, default: Experimen
         except SpecError as exc:
             messages.append(f"{exc} The link's preset was not used.")
     base = spec
-    given = [name for name in field_names() if name in flat and name != "preset"]
-    for name in given:
+    # The block count comes last: it resizes whatever filters the link leaves (see below).
+    given = [name for name in field_names() if name in flat and name not in ("preset", "conv_blocks")]
+    for name in list(given):
         try:
-            spec = ExperimentSpec.from_query_params({name: flat[name]}, base=spec)  # one field, nothing inferred
+            spec = ExperimentSpec.from_query_params({name: flat[name]}, base=spec)
         except SpecError as exc:
             messages.append(f"{_clause(exc)}; using {_shown(base, name)} instead.")
+            given.remove(name)
 
     if "dataset" in given:
         allowed = safe_dataset(spec.data.dataset, uploads_dir)
@@ -107,39 +107,29 @@ def read_url(params: Mapping[str, Any], *, uploads_dir: Path, default: Experimen
         else:
             spec = replace(spec, data=replace(spec.data, dataset=allowed))
 
-    blocks, filters = spec.arch.conv_blocks, spec.arch.filters
-    if "filters" in given and not all(1 <= n <= MAX_FILTERS for n in filters):
-        messages.append(
-            f"Each block needs 1 to {MAX_FILTERS} filters. Received: filters={flat['filters']}; "
-            f"using {_shown(base, 'filters')} instead."
-        )
-        filters = base.arch.filters
-        given.remove("filters")
-    if "filters" in given and "conv_blocks" not in given and len(filters) <= MAX_CONV_BLOCKS:
-        blocks = len(filters)  # ?filters=8,16 means two blocks, as with_values reads it
-        spec = replace(spec, arch=replace(spec.arch, conv_blocks=blocks))
-    if len(filters) != blocks and 0 <= blocks <= MAX_CONV_BLOCKS:
-        resized = resize_filters(filters, blocks)
-        if "filters" in given:
-            messages.append(
-                f"The link gives {len(filters)} filter count(s) for {blocks} conv block(s); "
-                f"using filters={','.join(map(str, resized)) or '(none)'}."
-            )
-        filters = resized
-    spec = replace(spec, arch=replace(spec.arch, filters=filters))
-
-    # Each value's own range and choices. Combinations (a kernel too big for the input)
-    # stay: the page explains them next to the controls.
-    for _ in range(3):
-        problems = [p for p in _value_problems(spec) if p.field_name in given]
-        if not problems:
-            break
+    # Each value's own bounds and choices, and the settings that must agree (a problem of
+    # a derived field is one of the field it comes from). Combinations that depend on the
+    # input (a kernel too big for it) stay: the page explains them next to the controls.
+    while problems := [p for p in check(spec, shapes=False) if _source(p.field_name) in given]:
         for problem in problems:
-            messages.append(f"{_clause(problem.message)}; using {_shown(base, problem.field_name)} instead.")
-            spec = set_value(spec, problem.field_name, get_value(base, problem.field_name))
-            if problem.field_name in ("filters", "conv_blocks"):
-                filters = resize_filters(spec.arch.filters, spec.arch.conv_blocks)
-                spec = replace(spec, arch=replace(spec.arch, filters=filters))
+            name = _source(problem.field_name)
+            messages.append(f"{_clause(problem.message)}; using {_shown(base, name)} instead.")
+            spec = spec.with_values(**{name: get_value(base, name)})
+        given = [name for name in given if name not in {_source(p.field_name) for p in problems}]
+
+    # ?conv_blocks=3&filters=4,8: the block count wins and the filters follow it, as the
+    # slider does (truncated, or the last doubled); ?conv_blocks=3 alone resizes the preset's.
+    if "conv_blocks" in flat:
+        filters = spec.arch.filters
+        try:
+            spec = ExperimentSpec.from_query_params({"conv_blocks": flat["conv_blocks"]}, base=spec)
+        except SpecError as exc:
+            messages.append(f"{_clause(exc)}; using {_shown(spec, 'conv_blocks')} instead.")
+        if "filters" in given and spec.arch.filters != filters:
+            messages.append(
+                f"The link gives {len(filters)} filter count(s) for {spec.arch.conv_blocks} conv block(s); "
+                f"using {_shown(spec, 'filters')}."
+            )
 
     classroom = bool(parse_bool(flat.get(CLASSROOM_KEY), False))
     return UrlState(spec=spec, messages=tuple(messages), classroom=classroom)
@@ -168,19 +158,9 @@ def url_params(spec: ExperimentSpec, *, classroom: bool = False, uploads_dir: Pa
     return params
 
 
-def set_value(spec: ExperimentSpec, name: str, value: Any) -> ExperimentSpec:
-    """A copy of `spec` with the flat field `name` set to an already typed `value`."""
-    if name in ("seed", "preset"):
-        return replace(spec, **{name: value})
-    section = FIELD_SECTIONS[name]
-    return replace(spec, **{section: replace(getattr(spec, section), **{name: value})})
-
-
-def _value_problems(spec: ExperimentSpec) -> list[Problem]:
-    # Shape checks need the data's input shape; leaving it unknown (a path-like
-    # stand-in for the dataset) keeps only the checks of each value on its own.
-    stand_in = replace(spec, data=replace(spec.data, dataset="./dataset.npz"))
-    return check(stand_in)
+def _source(name: str) -> str:
+    # The field a link sets for `name`: the block count is derived from the filters.
+    return "filters" if name == "conv_blocks" else name
 
 
 def _shown(spec: ExperimentSpec, name: str) -> str:

@@ -6,6 +6,9 @@ that spec when missing, so a control hidden in classroom mode, or a page
 visited in between, never loses its value. A preset or a "switch dataset"
 button rewrites the spec and reseeds the widgets.
 
+Each control is built from its row of the settings table
+(`playground.spec.fields.FIELDS`): its label, bounds or slider stops, format,
+help text, and whether classroom mode hides it; this module only orders them.
 Problems found by `spec.check` are written next to the control they belong
 to, through a placeholder each widget leaves behind.
 """
@@ -19,30 +22,24 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 
 from playground.data.catalog import CATALOG
-from playground.spec.experiment import get_value, resize_filters
-from playground.spec.fields import ACTIVATIONS, INITS, MAX_CONV_BLOCKS, NORMALIZATIONS, OPTIMIZERS, PADDINGS, POOLINGS, SCHEDULES
-from playground.spec.presets import PRESETS, apply_preset
 from playground.settings import get_settings
-from playground.spec.experiment import ArchSpec, DataSpec, ExperimentSpec, PreprocessSpec, TrainSpec
+from playground.spec.experiment import (
+    ArchSpec, DataSpec, ExperimentSpec, PreprocessSpec, TrainSpec, field_names, get_value, with_blocks,
+)
+from playground.spec.fields import FIELDS, MAX_CONV_BLOCKS, NUMBER, SELECT, SELECT_SLIDER, SLIDER, TOGGLE
+from playground.spec.presets import PRESETS, apply_preset
 from playground.spec.validation import Problem
 
 SPEC_KEY = "pg_spec"  # the spec being edited (an ExperimentSpec)
 CLASSROOM_KEY = "pg_classroom"  # hide advanced controls
 
-# Slider stops. A value from a link or preset that is not a stop is added to the
-# options, so every valid setting can be shown exactly.
-SAMPLE_SIZES = (0, 300, 500, 1000, 2000, 5000, 10000, 20000, 30000, 60000)
-SPLITS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-NOISES = tuple(round(0.05 * i, 2) for i in range(21))
-ROTATIONS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 90.0, 180.0)
-SHIFTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
-JITTERS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-FILTERS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-DROPOUTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-DECAYS = (0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
-LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-BATCH_SIZES = (8, 16, 32, 64, 100, 128, 256, 512, 1024)
-EPOCHS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500)
+# The order of the controls in each sidebar group (labels, stops and the rest: spec.fields.FIELDS).
+DATA_CONTROLS = ("sample_size", "validation_split")  # after the dataset; then the upload and the shapes noise
+PREPROCESS_CONTROLS = ("normalization", "flip", "rotation", "shift", "crop_padding", "brightness", "contrast")
+# Architecture: the block count and the filters come first, the dense layers' text box in between.
+ARCH_CONTROLS_BEFORE_DENSE = ("kernel_size", "padding", "pooling", "activation", "batch_norm")
+ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "stride", "residual", "global_pool", "conv_dropout", "init", "weight_decay")
+TRAIN_CONTROLS = ("optimizer", "learning_rate", "batch_size", "epochs", "schedule", "time_budget")  # then the seed
 
 
 def key(name: str) -> str:
@@ -93,7 +90,7 @@ def seed_widgets(spec: ExperimentSpec, *, overwrite: bool = False) -> None:
     the value even when the widget's identity changes between runs (another
     page in between, or the server switching its navigation mode).
     """
-    values = {key(name): get_value(spec, name) for name in spec.to_query_params() if name != "filters"}
+    values = {key(name): get_value(spec, name) for name in field_names() if name != "filters"}
     values[key("dense_units")] = ",".join(map(str, spec.arch.dense_units))
     values.update({filter_key(block): count for block, count in enumerate(spec.arch.filters)})
     for widget_key, value in values.items():
@@ -132,11 +129,21 @@ def _on_preset() -> None:
 
 
 def _on_blocks() -> None:
-    # Keep one filter count per block: truncate, or extend by doubling the last.
-    blocks = st.session_state[key("conv_blocks")]
-    filters = tuple(st.session_state.get(filter_key(b), 0) for b in range(len(current_spec().arch.filters)))
-    for block, count in enumerate(resize_filters(filters, blocks) if blocks else ()):
+    # The block-count slider moved: one filter count per block, the sliders' own values first.
+    for block, count in enumerate(_filters_for(st.session_state[key("conv_blocks")], len(current_spec().arch.filters))):
         st.session_state[filter_key(block)] = count
+
+
+def _filters_for(blocks: int, shown: int) -> tuple[int, ...]:
+    """Filter counts for `blocks` blocks: those of the first `shown` block sliders (up to the first
+    one never drawn), truncated or extended by `with_blocks`."""
+    held = []
+    for block in range(shown):
+        if filter_key(block) not in st.session_state:
+            break
+        held.append(st.session_state[filter_key(block)])
+    spec = current_spec()
+    return with_blocks(spec.with_values(filters=tuple(held) or spec.arch.filters[:1]), blocks).arch.filters
 
 
 def _on_upload() -> None:
@@ -165,50 +172,66 @@ def switch_dataset(name: str) -> None:
 # ----------------------------------------------------------------- widgets
 
 
-def _select_slider(label: str, name: str, options: Sequence[Any], slots: Slots, fmt: Callable[[Any], str] = str, help: str | None = None) -> Any:
-    value = st.select_slider(label, options=_with_current(options, _value(name)), format_func=fmt, key=key(name), help=help)
-    slots.add(name)
-    return value
-
-
-def _selectbox(label: str, name: str, choices: dict[str, str], slots: Slots, help: str | None = None) -> str:
-    options = list(choices)
-    if _value(name) not in options:
-        st.session_state[key(name)] = options[0]
-    value = st.selectbox(label, options, format_func=lambda v: choices.get(v, v), key=key(name), help=help)
-    slots.add(name)
-    return value
-
-
-def _toggle(label: str, name: str, slots: Slots, help: str | None = None) -> bool:
-    value = st.toggle(label, key=key(name), help=help)
-    slots.add(name)
-    return value
-
-
 def _percent(value: float) -> str:
     return f"{value:.0%}" if value * 100 == int(value * 100) else f"{value:.1%}"
 
 
-def _rate(value: float) -> str:
-    return f"{value:g}"
+# The settings table's format names -> how a control shows a value.
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "": str,
+    "count": lambda n: "all" if n == 0 else f"{n:,}",
+    "percent": _percent,
+    "plus_minus_percent": lambda v: f"±{_percent(v)}",
+    "degrees": lambda v: f"±{v:g}°",
+    "number": lambda v: f"{v:g}",
+}
+
+
+def control(name: str, slots: Slots, *, choices: dict[str, str] | None = None,
+            on_change: Callable[[], None] | None = None) -> Any:
+    """The control of flat field `name`, built from its row in the settings table, under key `pg_<name>`.
+
+    Args:
+        name: a flat field name in `FIELDS`.
+        slots: where the control's problems will be written (a placeholder is added after it).
+        choices: a select box's {value: label} when not fixed in the table (datasets, presets).
+        on_change: a callback for a control that rewrites others (the preset, the block count).
+
+    Returns:
+        The control's value (for a text box, its text).
+    """
+    info = FIELDS[name]
+    if info.widget == SELECT_SLIDER:
+        value = st.select_slider(info.label, options=_with_current(info.stops, _value(name)),
+                                 format_func=FORMATS[info.fmt], key=key(name), help=info.help, on_change=on_change)
+    elif info.widget == SLIDER:
+        value = st.slider(info.label, info.lo, info.hi, key=key(name), help=info.help, on_change=on_change)
+    elif info.widget == NUMBER:
+        value = st.number_input(info.label, info.lo, info.hi, step=info.step, key=key(name), help=info.help,
+                                on_change=on_change)
+    elif info.widget == TOGGLE:
+        value = st.toggle(info.label, key=key(name), help=info.help, on_change=on_change)
+    elif info.widget == SELECT:
+        labels = choices or info.choices
+        if _value(name) not in labels:
+            st.session_state[key(name)] = next(iter(labels))
+        value = st.selectbox(info.label, list(labels), format_func=lambda v: labels.get(v, v), key=key(name),
+                             help=info.help, on_change=on_change)
+    else:
+        value = st.text_input(info.label, key=key(name), help=info.help, on_change=on_change)
+    slots.add(name)
+    return value
+
+
+def _controls(names: Sequence[str], slots: Slots, classroom: bool) -> dict[str, Any]:
+    # {name: value} for `names`, drawn in order; an advanced one in classroom mode keeps its value unseen.
+    return {name: _value(name) if classroom and FIELDS[name].advanced else control(name, slots) for name in names}
 
 
 def preset_ui(slots: Slots) -> str:
     """The preset picker; choosing one rewrites architecture, preprocessing and training."""
-    presets = PRESETS
-    if _value("preset") not in presets:
-        st.session_state[key("preset")] = "default"
-    name = st.selectbox(
-        "Preset",
-        list(presets),
-        format_func=lambda n: presets[n].title,
-        key=key("preset"),
-        on_change=_on_preset,
-        help="A known network to start from; it keeps your dataset and seed.",
-    )
-    st.caption(presets[name].description)
-    slots.add("preset")
+    name = control("preset", slots, choices={n: preset.title for n, preset in PRESETS.items()}, on_change=_on_preset)
+    st.caption(PRESETS[name].description)
     return name
 
 
@@ -228,60 +251,39 @@ def dataset_choices() -> dict[str, str]:
 
 def data_ui(slots: Slots, classroom: bool) -> DataSpec:
     """Dataset, sample size, validation split and (for shapes) the noise level."""
-    dataset = _selectbox("Dataset", "dataset", dataset_choices(), slots)
-    sample_size = _select_slider(
-        "Training images", "sample_size", SAMPLE_SIZES, slots,
-        fmt=lambda n: "all" if n == 0 else f"{n:,}",
-        help="How many training images to draw (with the seed); fewer trains faster.",
-    )
-    split = _value("validation_split")
-    if not classroom:
-        split = _select_slider("Validation split", "validation_split", SPLITS, slots, fmt=_percent,
-                               help="Share of the training images held out to measure validation accuracy.")
+    dataset = control("dataset", slots, choices=dataset_choices())
+    values = _controls(DATA_CONTROLS, slots, classroom)
     st.file_uploader("Your own data (.zip of class folders, or .npz)", type=["zip", "npz"], key="pg_upload",
                      on_change=_on_upload,
                      help="A .zip with one folder per class (optionally under train/ and test/), or a .npz with "
                           "x_train, y_train, x_test, y_test.")
-    noise = _value("shapes_noise")
-    if dataset == "shapes":
-        noise = _select_slider("Shapes noise", "shapes_noise", NOISES, slots, fmt=_percent,
-                               help="Pixel noise of the built-in shapes: more noise, harder task.")
-    return DataSpec(dataset=dataset, sample_size=sample_size, validation_split=split, shapes_noise=noise)
+    noise = control("shapes_noise", slots) if dataset == "shapes" else _value("shapes_noise")
+    return DataSpec(dataset=dataset, shapes_noise=noise, **values)
 
 
 def preprocess_ui(slots: Slots, classroom: bool) -> PreprocessSpec:
     """Input scaling and random augmentation (training only)."""
-    normalization = _selectbox("Normalization", "normalization", NORMALIZATIONS, slots)
-    flip = _toggle("Random horizontal flip", "flip", slots)
-    rotation = _select_slider("Random rotation (degrees)", "rotation", ROTATIONS, slots, fmt=lambda v: f"±{v:g}°")
-    shift = _select_slider("Random shift", "shift", SHIFTS, slots, fmt=lambda v: f"±{_percent(v)}")
-    crop, brightness, contrast = _value("crop_padding"), _value("brightness"), _value("contrast")
-    if not classroom:
-        crop = st.slider("Random crop padding (pixels)", 0, 16, key=key("crop_padding"))
-        slots.add("crop_padding")
-        brightness = _select_slider("Random brightness", "brightness", JITTERS, slots, fmt=lambda v: f"±{_percent(v)}")
-        contrast = _select_slider("Random contrast", "contrast", JITTERS, slots, fmt=lambda v: f"±{_percent(v)}")
-    return PreprocessSpec(normalization=normalization, crop_padding=crop, flip=flip, rotation=rotation,
-                          shift=shift, brightness=brightness, contrast=contrast)
+    return PreprocessSpec(**_controls(PREPROCESS_CONTROLS, slots, classroom))
 
 
 def filters_ui(blocks: int, slots: Slots) -> tuple[int, ...]:
     """One filter-count slider per conv block."""
-    filters = []
-    for block in range(blocks):
+    info = FIELDS["filters"]
+    # A block whose slider was never drawn starts from the rule of `with_blocks`.
+    for block, count in enumerate(_filters_for(blocks, blocks)):
         if filter_key(block) not in st.session_state:
-            previous = tuple(filters) or current_spec().arch.filters[:1]
-            st.session_state[filter_key(block)] = resize_filters(previous, block + 1)[-1]
-        current = st.session_state[filter_key(block)]
-        filters.append(st.select_slider(f"Filters in block {block + 1}", options=_with_current(FILTERS, current),
-                                        key=filter_key(block)))
+            st.session_state[filter_key(block)] = count
+    filters = tuple(
+        st.select_slider(f"{info.label} {block + 1}", options=_with_current(info.stops, st.session_state[filter_key(block)]),
+                         key=filter_key(block))
+        for block in range(blocks)
+    )
     slots.add("filters")
-    return tuple(filters)
+    return filters
 
 
 def _dense_units(slots: Slots, problems: list[Problem]) -> tuple[int, ...]:
-    text = st.text_input("Dense layers (units, comma-separated; empty = none)", key=key("dense_units"))
-    slots.add("dense_units")
+    text = control("dense_units", slots)
     try:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
@@ -290,50 +292,21 @@ def _dense_units(slots: Slots, problems: list[Problem]) -> tuple[int, ...]:
 
 
 def architecture_ui(slots: Slots, classroom: bool, problems: list[Problem]) -> ArchSpec:
-    """Conv blocks, filters, kernel, padding, pooling, activation, batch norm, dropout, head."""
-    blocks = st.slider("Conv blocks", 0, MAX_CONV_BLOCKS, key=key("conv_blocks"), on_change=_on_blocks)
-    slots.add("conv_blocks")
+    """Conv blocks, filters, kernel, padding, pooling, activation, batch norm, the head, dropout and the advanced rest."""
+    blocks = control("conv_blocks", slots, on_change=_on_blocks)
     filters = filters_ui(blocks, slots)
-    kernel = st.slider("Kernel size", 1, 11, key=key("kernel_size"))
-    slots.add("kernel_size")
-    padding = _selectbox("Padding", "padding", PADDINGS, slots)
-    pooling = _selectbox("Pooling after each block", "pooling", POOLINGS, slots)
-    activation = _selectbox("Activation", "activation", ACTIVATIONS, slots)
-    batch_norm = _toggle("Batch normalization", "batch_norm", slots)
+    values = _controls(ARCH_CONTROLS_BEFORE_DENSE, slots, classroom)
     dense_units = _dense_units(slots, problems)
-    dropout = _select_slider("Dropout before dense layers", "dropout", DROPOUTS, slots, fmt=_percent)
-    values = {name: _value(name) for name in ("convs_per_block", "stride", "global_pool", "residual", "conv_dropout", "init", "weight_decay")}
-    if not classroom:
-        values["convs_per_block"] = st.slider("Convs per block", 1, 4, key=key("convs_per_block"))
-        slots.add("convs_per_block")
-        values["stride"] = st.slider("Stride of the first conv", 1, 4, key=key("stride"))
-        slots.add("stride")
-        values["residual"] = _toggle("Residual connections", "residual", slots)
-        values["global_pool"] = _toggle("Global average pooling before the head", "global_pool", slots)
-        values["conv_dropout"] = _select_slider("Dropout after each conv block", "conv_dropout", DROPOUTS, slots, fmt=_percent)
-        values["init"] = _selectbox("Weight initialisation", "init", INITS, slots)
-        values["weight_decay"] = _select_slider("L2 weight decay", "weight_decay", DECAYS, slots, fmt=_rate)
-    return ArchSpec(conv_blocks=blocks, filters=filters, kernel_size=kernel, padding=padding, pooling=pooling,
-                    activation=activation, batch_norm=batch_norm, dense_units=dense_units, dropout=dropout, **values)
+    values.update(_controls(ARCH_CONTROLS_AFTER_DENSE, slots, classroom))
+    return ArchSpec(filters=filters, dense_units=dense_units, **values)
 
 
 def training_ui(slots: Slots, classroom: bool) -> tuple[TrainSpec, int]:
-    """Optimizer, learning rate (log scale), schedule, batch size, epochs, time budget; and the seed."""
-    optimizer = _selectbox("Optimizer", "optimizer", OPTIMIZERS, slots)
-    learning_rate = _select_slider("Learning rate", "learning_rate", LEARNING_RATES, slots, fmt=_rate,
-                                   help="Log scale: each stop is about 2-3 times the previous one.")
-    batch_size = _select_slider("Batch size", "batch_size", BATCH_SIZES, slots)
-    epochs = _select_slider("Epochs", "epochs", EPOCHS, slots)
-    schedule, budget = _value("schedule"), _value("time_budget")
-    if not classroom:
-        schedule = _selectbox("Learning-rate schedule", "schedule", SCHEDULES, slots)
-        budget = st.number_input("Time budget (seconds, 0 = none)", 0.0, 24 * 3600.0, step=10.0, key=key("time_budget"))
-        slots.add("time_budget")
-    seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=key("seed"),
-                           help="Seeds sampling, initial weights, shuffling and augmentation: same seed, same run.")
-    slots.add("seed")
-    return TrainSpec(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, batch_size=batch_size,
-                     epochs=int(epochs), time_budget=float(budget)), int(seed)
+    """Optimizer, learning rate (log scale), batch size, epochs, schedule, time budget; and the seed."""
+    values = _controls(TRAIN_CONTROLS, slots, classroom)
+    seed = control("seed", slots)
+    train = TrainSpec(**{**values, "epochs": int(values["epochs"]), "time_budget": float(values["time_budget"])})
+    return train, int(seed)
 
 
 def sidebar_ui(classroom: bool) -> tuple[ExperimentSpec, Slots, list[Problem]]:
