@@ -105,8 +105,8 @@ def child_app(args) -> dict:
             time.sleep(0.5)  # the Playground page's fragment polls at this rate
         if info.state != "done":
             raise RuntimeError(f"job ended {info.state}: {info.message}")
-        return {"images_per_second": info.result["images_per_second"], "events": events,
-                "test_accuracy": info.result["test_accuracy"]}
+        return {"images_per_second": info.result.summary.images_per_second, "events": events,
+                "test_accuracy": info.result.summary.test_accuracy}
     finally:
         manager.shutdown()
 

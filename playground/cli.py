@@ -9,7 +9,9 @@
 Every error (an impossible setting, a missing dataset, an unreadable run or
 file, a full disk) is one line on stderr and exit status 2, never a
 traceback. `train` prints one progress line per epoch on stderr; with
-`--json` the last line on stdout is one JSON object with the results.
+`--json` the last line on stdout is one JSON object with the results: the
+keys of the run's metrics.json (`TrainResult.summary()`), then run_dir,
+message, dataset, preset and history.
 `predict` prints one JSON line per file; a file that cannot be used gets an
 "error" line and the others still run (the exit status is then 1).
 
@@ -32,6 +34,7 @@ from playground.data.catalog import CATALOG, is_named_dataset
 from playground.spec.experiment import ExperimentSpec, SpecError, field_names
 from playground.spec.presets import PRESETS, preset_spec
 from playground.spec.validation import validate
+from playground.training import events
 
 EXIT_OK = 0
 EXIT_SOME_FILES_FAILED = 1  # predict: at least one file could not be used
@@ -147,14 +150,8 @@ def _train(args: argparse.Namespace) -> int:
         save_error = str(exc)
     if args.json:
         print(json.dumps(_plain({
-            "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss,
-            "epochs": result.epochs_completed,
-            "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-            "params": result.params,
+            **result.summary().as_dict(),  # the keys of the run's metrics.json
             "run_dir": run_dir,
-            "stop_reason": result.stop_reason,
             "message": result.message,
             "dataset": dataset.name,
             "preset": spec.preset,
@@ -307,20 +304,19 @@ def _locate_run(where: str):
 class _EpochPrinter:
     """on_progress for the CLI: one line on stderr when training starts and after each epoch."""
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "start":
+    def __call__(self, event: events.TrainingEvent) -> None:
+        if isinstance(event, events.Start):
             _say(
-                f"Training {event['train_size']} images ({event['val_size']} for validation), "
-                f"{event['epochs'] - event['initial_epoch']} epochs of {event['steps_per_epoch']} steps, "
-                f"{event['params']:,} weights"
+                f"Training {event.train_size} images ({event.val_size} for validation), "
+                f"{event.epochs - event.initial_epoch} epochs of {event.steps_per_epoch} steps, "
+                f"{event.params:,} weights"
             )
-        elif kind == "epoch":
-            validation = (f"  val_loss {event['val_loss']:.4f}  val_accuracy {event['val_accuracy']:.4f}"
-                          if event["val_loss"] is not None else "")
+        elif isinstance(event, events.Epoch):
+            validation = (f"  val_loss {event.val_loss:.4f}  val_accuracy {event.val_accuracy:.4f}"
+                          if event.val_loss is not None else "")
             _say(
-                f"epoch {event['epoch']}  loss {event['loss']:.4f}  accuracy {event['accuracy']:.4f}{validation}  "
-                f"{event['images_per_second']:.0f} img/s  {event['seconds']:.1f} s"
+                f"epoch {event.epoch}  loss {event.loss:.4f}  accuracy {event.accuracy:.4f}{validation}  "
+                f"{event.images_per_second:.0f} img/s  {event.seconds:.1f} s"
             )
 
 

@@ -220,13 +220,14 @@ def test_train_through_the_widgets_continue_and_reset():
 
 
 def test_the_first_point_of_a_curve_shows_as_a_dot_and_later_ones_as_a_line():
+    from playground.training import events
     from playground.training.progress import RunProgress
     from playground.ui import live
 
     p = RunProgress()
-    p.update([{"type": "start", "epochs": 2, "initial_epoch": 0, "steps_per_epoch": 10},
-              {"type": "batch", "epoch": 1, "step": 0, "steps": 10, "loss": 1.6, "accuracy": 0.2}])
+    p.update([events.Start(epochs=2, initial_epoch=0, steps_per_epoch=10, batch_size=8, params=0, train_size=80, val_size=0),
+              events.Batch(epoch=1, step=0, steps=10, seen=0, loss=1.6, accuracy=0.2, images_per_second=None, elapsed=0.0)])
     first = live._curve_figure("Loss", p, "loss", "val_loss", 1, "loss").data[0]
     assert first.mode == "markers" and list(first.y) == [1.6]
-    p.update([{"type": "batch", "epoch": 1, "step": 1, "steps": 10, "loss": 1.4, "accuracy": 0.3}])
+    p.update([events.Batch(epoch=1, step=1, steps=10, seen=8, loss=1.4, accuracy=0.3, images_per_second=80.0, elapsed=0.1)])
     assert live._curve_figure("Loss", p, "loss", "val_loss", 1, "loss").data[0].mode == "lines"

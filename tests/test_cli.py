@@ -42,14 +42,18 @@ def test_train_prints_epochs_and_ends_with_json(trained_run):
     status, stdout, stderr, out = trained_run
     assert status == 0, stderr
     result = json.loads(stdout.strip().splitlines()[-1])
-    for key in ("test_accuracy", "test_loss", "epochs", "train_seconds", "images_per_second", "params",
-                "run_dir", "stop_reason"):
-        assert key in result
-    assert result["epochs"] == 2 and result["stop_reason"] == "completed"
+    # The run's summary (the keys of its metrics.json), then where it is and what it was.
+    assert list(result) == ["test_accuracy", "test_loss", "train_seconds", "images_per_second", "params",
+                            "epochs_completed", "stop_reason", "test_size", "run_dir", "message", "dataset", "preset",
+                            "history"]
+    assert result["epochs_completed"] == 2 and result["stop_reason"] == "completed"
     assert 0 <= result["test_accuracy"] <= 1 and result["images_per_second"] > 0 and result["params"] > 0
+    assert result["dataset"] == "shapes" and result["preset"] == "default" and len(result["history"]["loss"]) == 2
     assert os.path.dirname(result["run_dir"]) == str(out)
     meta = json.loads(open(os.path.join(result["run_dir"], "meta.json")).read())
     assert meta["name"] == "cli run"
+    metrics = json.loads(open(os.path.join(result["run_dir"], "metrics.json")).read())
+    assert metrics == {key: result[key] for key in metrics}  # the same numbers as the run saved
     epoch_lines = [line for line in stderr.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in epoch_lines] == ["1", "2"]
     assert "val_accuracy" in epoch_lines[0] and "img/s" in epoch_lines[0]

@@ -28,6 +28,7 @@ from playground.data import folders as folder_datasets
 from playground.data.catalog import CATALOG
 from playground.data.sources import REMOTE_FILES, RemoteFile
 from playground.data.datasets import Dataset, DatasetError, load_dataset, split_train_validation
+from playground.data.uploads import import_upload
 from playground.spec.experiment import DataSpec, ExperimentSpec
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -403,7 +404,7 @@ def test_zip_entries_outside_the_archive_are_refused(tmp_path, evil):
     files = _class_tree(per_class=3)
     files[evil] = _png(1)
     with pytest.raises(DatasetError, match="points outside the archive"):
-        datasets.import_zip(_zip(files), "evil.zip")
+        import_upload(_zip(files), "evil.zip")
     assert not (tmp_path / "evil.png").exists()
 
 
@@ -418,7 +419,7 @@ def test_zip_symlink_entries_are_refused():
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         archive.writestr(link, "/etc/passwd")
     with pytest.raises(DatasetError, match="symbolic link"):
-        datasets.import_zip(out.getvalue(), "links.zip")
+        import_upload(out.getvalue(), "links.zip")
 
 
 def test_zip_bomb_is_refused_before_expanding():
@@ -427,32 +428,33 @@ def test_zip_bomb_is_refused_before_expanding():
     data = _zip(files)
     assert len(data) < 1024**2
     with pytest.raises(DatasetError, match="zip bombs"):
-        datasets.import_zip(data, "bomb.zip")
+        import_upload(data, "bomb.zip")
 
 
 def test_zip_limits_on_files_and_bytes(monkeypatch):
+    # The reader itself (uploads run it in a child process, where this test's patched limits do not reach).
     data = _zip(_class_tree(per_class=10))
     monkeypatch.setattr(folder_datasets, "MAX_FILES", 20)
     with pytest.raises(DatasetError, match="more than the limit of 20"):
-        datasets.import_zip(data, "many.zip")
+        folder_datasets.read_image_zip(data, "many.zip")
     monkeypatch.setattr(folder_datasets, "MAX_FILES", 200_000)
     monkeypatch.setattr(folder_datasets, "MAX_TOTAL_BYTES", 1000)
     with pytest.raises(DatasetError, match="expands to more than"):
-        datasets.import_zip(data, "big.zip")
+        folder_datasets.read_image_zip(data, "big.zip")
 
 
 def test_not_a_zip_upload():
     with pytest.raises(DatasetError, match="not a readable .zip"):
-        datasets.import_zip(b"PK but not really", "fake.zip")
+        import_upload(b"PK but not really", "fake.zip")
 
 
 def test_import_zip_saves_a_dataset_npz_under_uploads(tmp_path):
     files = _class_tree(per_class=5)
     files["dog/holiday.heic"] = b"\x00\x00\x00\x18ftypheic" + b"\0" * 40
     data = _zip(files)
-    path = datasets.import_zip(data, "My Pets!.zip")
+    path = import_upload(data, "My Pets!.zip")
     assert path.parent == tmp_path / "data" / "uploads" and path.suffix == ".npz" and path.name.startswith("My_Pets-")
-    assert datasets.import_zip(data, "My Pets!.zip") == path  # same bytes, same file
+    assert import_upload(data, "My Pets!.zip") == path  # same bytes, same file
     ds = load_dataset(str(path))
     assert ds.class_names == ("bird", "cat", "dog") and ds.skipped == 1 and len(ds.x_train) + len(ds.x_test) == 15
 
@@ -460,19 +462,19 @@ def test_import_zip_saves_a_dataset_npz_under_uploads(tmp_path):
 def test_import_npz_checks_before_saving(tmp_path):
     out = io.BytesIO()
     np.savez(out, **_arrays())
-    path = datasets.import_npz(out.getvalue(), "arrays.npz")
+    path = import_upload(out.getvalue(), "arrays.npz")
     assert load_dataset(str(path)).input_shape == (6, 5, 1)
     bad = io.BytesIO()
     np.savez(bad, x_train=np.zeros((3, 4, 4)))
     with pytest.raises(DatasetError, match="lacks y_train, x_test, y_test"):
-        datasets.import_npz(bad.getvalue(), "bad.npz")
+        import_upload(bad.getvalue(), "bad.npz")
     assert [p.name for p in (tmp_path / "data" / "uploads").iterdir()] == [path.name]
 
 
 def test_uploads_over_the_size_limit_are_refused(monkeypatch):
     monkeypatch.setenv("PLAYGROUND_MAX_UPLOAD_MB", "1")
     with pytest.raises(DatasetError, match="over the upload limit of 1 MB"):
-        datasets.import_zip(b"\0" * (2 * 1024**2), "huge.zip")
+        import_upload(b"\0" * (2 * 1024**2), "huge.zip")
 
 
 # ---------------------------------------------------------------------------
@@ -702,13 +704,13 @@ def test_the_known_sizes_of_the_built_ins_match_what_they_load(name, options):
 
 def test_a_worker_prepares_only_data_that_is_already_here(mirror, monkeypatch, tmp_path):
     """The worker's "prepare" (the Playground's data, loaded while the worker is idle) never downloads."""
-    from playground.training import worker
+    from playground.training import events, worker
 
     folder, _ = mirror
     _publish(folder, "mnist.npz", _tiny_mnist(), monkeypatch)
-    worker.prepare_data({"spec": ExperimentSpec().with_values(dataset="mnist").to_json(indent=None), "env": {}})
+    worker.prepare_data(events.PrepareData(spec=ExperimentSpec().with_values(dataset="mnist").to_json(indent=None), env={}))
     assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
     # A missing upload is left for the job to report.
-    worker.prepare_data({"spec": ExperimentSpec().with_values(dataset=str(tmp_path / "gone.npz")).to_json(indent=None),
-                         "env": {}})
+    worker.prepare_data(events.PrepareData(
+        spec=ExperimentSpec().with_values(dataset=str(tmp_path / "gone.npz")).to_json(indent=None), env={}))
     assert "downloaded from" in load_dataset("mnist").source  # the job itself downloads it

@@ -9,7 +9,7 @@ from playground.analysis import activations
 
 
 def _small_cnn(residual=False):
-    """A model named the way models.build_model names its layers (2 conv blocks, 3 classes)."""
+    """A model named the way network.build_model names its layers (2 conv blocks, 3 classes)."""
     keras.utils.set_random_seed(0)
     image = keras.Input((12, 12, 1), name="image")
     x = keras.layers.Rescaling(1 / 255, name="normalize")(image)
@@ -158,7 +158,7 @@ def test_first_layer_filters_from_a_model_a_run_folder_and_an_array(cnn, tmp_pat
     np.save(tmp_path / activations.INITIAL_FILTERS_FILE, before)
     np.testing.assert_allclose(activations.first_layer_filters(tmp_path), before.astype(np.float32))
 
-    class Record:  # what runs.RunRecord offers: the run folder as .path
+    class Record:  # what a RunRecord offers: the run folder as .path
         path = tmp_path
 
     np.testing.assert_allclose(activations.first_layer_filters(Record()), before.astype(np.float32))

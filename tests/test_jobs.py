@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from playground.data import datasets
-from playground.training import jobs
+from playground.training import events, jobs
 from playground.training.jobs import JobError, JobManager
 from playground.runs.store import RunStore
 from playground.spec.experiment import ExperimentSpec
@@ -68,23 +68,25 @@ def test_submit_trains_saves_and_reports_events(manager):
     job_id = manager.submit("alice", TINY)
     info = manager.wait("alice", job_id, TIMEOUT)
     assert info.state == "done", info.status_line
-    assert info.result["epochs_completed"] == 2 and info.result["stop_reason"] == "completed"
-    assert 0.0 <= info.result["test_accuracy"] <= 1.0
+    summary = info.result.summary
+    assert summary.epochs_completed == 2 and summary.stop_reason == "completed"
+    assert 0.0 <= summary.test_accuracy <= 1.0
+    assert len(info.result.history["loss"]) == 2 and info.result.save_error == "" and info.result.run_id == info.run_id
     record = RunStore().load(info.run_id)
     assert record.owner == "alice" and record.metrics["epochs_completed"] == 2
-    assert record.metrics["stop_reason"] == "completed" and record.metrics["test_accuracy"] == info.result["test_accuracy"]
+    assert record.metrics == summary.as_dict()  # one summary: the "done" event's numbers are the run's metrics.json
     assert [r.run_id for r in RunStore().list_runs()] == [info.run_id]  # its checkpoints were replaced
 
-    events = manager.drain("alice", job_id)
-    kinds = [e["type"] for e in events]
-    assert kinds[0] == "probe_image" and "start" in kinds and kinds[-1] == "done"
-    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    sent = manager.drain("alice", job_id)
+    kinds = [type(e) for e in sent]
+    assert kinds[0] is events.ProbeImage and events.Start in kinds and kinds[-1] is events.Done
+    assert [e.epoch for e in sent if isinstance(e, events.Epoch)] == [1, 2]
     # Checkpoints (at most one per CHECKPOINT_INTERVAL_S, so a short run may have none) use the run's id.
-    saved = [(e["run_id"], e["epoch"]) for e in events if e["type"] == "checkpoint"]
+    saved = [(e.run_id, e.epoch) for e in sent if isinstance(e, events.Checkpoint)]
     assert all(run_id == info.run_id for run_id, _ in saved)
     assert [epoch for _, epoch in saved] == sorted({epoch for _, epoch in saved}) and set(e for _, e in saved) <= {1, 2}
     assert info.checkpoint_epoch == (saved[-1][1] if saved else 0)
-    assert any(e["type"] == "probe" and e["maps"] for e in events)
+    assert any(isinstance(e, events.Probe) and e.maps for e in sent)
     assert manager.drain("alice", job_id) == []  # drained means gone
     # Workers train at a lower CPU priority than the app, so pages stay quick while they train.
     assert info.worker_pid and os.getpriority(os.PRIO_PROCESS, info.worker_pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 1
@@ -119,12 +121,12 @@ def test_an_idle_worker_prepares_the_next_jobs_data(manager, tmp_path):
 def test_the_first_point_can_be_awaited(manager):
     job_id = manager.submit("w", TINY.with_values(epochs="1"))
     wait_for(lambda: manager.info("w", job_id).worker_ready, what="the worker to have TensorFlow loaded")
-    assert manager.wait_for_event("w", job_id, "batch", TIMEOUT)
-    first = [e for e in manager.drain("w", job_id) if e["type"] == "batch"][0]
-    assert first["step"] == 0 and math.isfinite(first["loss"])  # the untrained model's point
+    assert manager.wait_for_event("w", job_id, events.Batch, TIMEOUT)
+    first = [e for e in manager.drain("w", job_id) if isinstance(e, events.Batch)][0]
+    assert first.step == 0 and math.isfinite(first.loss)  # the untrained model's point
     assert manager.wait("w", job_id, TIMEOUT).state == "done"
     manager.drain("w", job_id)
-    assert not manager.wait_for_event("w", job_id, "batch", 5)  # an ended job has nothing more to wait for
+    assert not manager.wait_for_event("w", job_id, events.Batch, 5)  # an ended job has nothing more to wait for
 
 
 @pytest.mark.slow
@@ -179,11 +181,12 @@ def test_pause_step_resume_continue_the_same_curves(manager):
 
     manager.resume("alice", job_id)
     done = manager.wait("alice", job_id, TIMEOUT)
-    assert done.state == "done" and done.result["epochs_completed"] == 3
-    events = manager.drain("alice", job_id)
-    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3]
-    assert [e["type"] for e in events].count("start") == 1  # one job, one continuous run
-    assert [e["type"] for e in events if e["type"] in ("paused", "resumed")] == ["paused", "resumed", "paused", "resumed"]
+    assert done.state == "done" and done.result.summary.epochs_completed == 3
+    sent = manager.drain("alice", job_id)
+    assert [e.epoch for e in sent if isinstance(e, events.Epoch)] == [1, 2, 3]
+    assert [type(e) for e in sent].count(events.Start) == 1  # one job, one continuous run
+    assert [type(e) for e in sent if isinstance(e, (events.Paused, events.Resumed))] == [
+        events.Paused, events.Resumed, events.Paused, events.Resumed]
 
 
 @pytest.mark.slow
@@ -192,8 +195,8 @@ def test_stop_ends_early_and_keeps_the_model(manager):
     wait_for(lambda: manager.info("alice", job_id).epoch >= 1, what="the first epoch")
     manager.stop("alice", job_id)
     done = manager.wait("alice", job_id, TIMEOUT)
-    assert done.state == "done" and done.result["stop_reason"] == "stopped"
-    assert 1 <= done.result["epochs_completed"] < 50
+    assert done.state == "done" and done.result.summary.stop_reason == "stopped"
+    assert 1 <= done.result.summary.epochs_completed < 50
     assert RunStore().load(done.run_id).metrics["stop_reason"] == "stopped"
 
 
@@ -224,25 +227,25 @@ def test_jobs_of_a_session_that_is_gone_are_cancelled(manager):
 
 
 def checkpoint_events(manager, owner, job_id, seen):
-    """Drain the job's events into `seen`; return the "checkpoint" events so far."""
+    """Drain the job's events into `seen`; return the Checkpoint events so far."""
     seen.extend(manager.drain(owner, job_id))
-    return [e for e in seen if e["type"] == "checkpoint"]
+    return [e for e in seen if isinstance(e, events.Checkpoint)]
 
 
 @pytest.mark.slow
 def test_a_killed_worker_is_reported_and_replaced(manager):
     job_id = manager.submit("alice", SLOW)
-    events = []
-    wait_for(lambda: checkpoint_events(manager, "alice", job_id, events), what="the first saved epoch")
+    seen = []
+    wait_for(lambda: checkpoint_events(manager, "alice", job_id, seen), what="the first saved epoch")
     info = manager.info("alice", job_id)
     os.kill(info.worker_pid, signal.SIGKILL)  # while it trains: maybe in the middle of saving an epoch
     ended = manager.wait("alice", job_id, 30)
     assert ended.state == "stopped" and ended.run_id and ended.checkpoint_epoch >= 1
-    saved = checkpoint_events(manager, "alice", job_id, events)
-    assert saved[-1] == {"type": "checkpoint", "job_id": job_id, "run_id": ended.run_id, "epoch": ended.checkpoint_epoch}
+    saved = checkpoint_events(manager, "alice", job_id, seen)
+    assert saved[-1] == events.Checkpoint(run_id=ended.run_id, epoch=ended.checkpoint_epoch)
     assert ended.status_line == (f"stopped: the training process ended unexpectedly; "
                                  f"the run keeps the weights of epoch {ended.checkpoint_epoch}")
-    assert events[-1]["type"] == "stopped" and events[-1]["run_id"] == ended.run_id
+    assert seen[-1] == events.Stopped(message=ended.message, run_id=ended.run_id)
     assert info.worker_pid not in manager.worker_pids()
 
     # The run keeps its last saved epoch: listed once, loadable, its model predicts.
@@ -280,8 +283,8 @@ def test_a_killed_continuation_keeps_the_run_it_continued(manager):
     store = RunStore()
     before = store.load(first.run_id)
     job_id = manager.submit("alice", SLOW, continue_from=first.run_id)
-    events = []
-    wait_for(lambda: checkpoint_events(manager, "alice", job_id, events), what="the first saved epoch")
+    seen = []
+    wait_for(lambda: checkpoint_events(manager, "alice", job_id, seen), what="the first saved epoch")
     os.kill(manager.info("alice", job_id).worker_pid, signal.SIGKILL)
     ended = manager.wait("alice", job_id, 30)
     assert ended.state == "stopped" and ended.run_id not in (None, first.run_id)
@@ -303,8 +306,8 @@ def test_results_arrive_even_when_the_run_cannot_be_saved(manager, tmp_path, mon
     job_id = manager.submit("alice", TINY.with_values(epochs="1"))
     done = manager.wait("alice", job_id, TIMEOUT)
     assert done.state == "done" and done.run_id is None
-    assert 0.0 <= done.result["test_accuracy"] <= 1.0
-    assert done.result["save_error"].startswith("The run could not be saved") and done.message == done.result["save_error"]
+    assert 0.0 <= done.result.summary.test_accuracy <= 1.0 and done.result.run_id is None
+    assert done.result.save_error.startswith("The run could not be saved") and done.message == done.result.save_error
 
 
 def test_commands_on_finished_jobs_are_refused(manager):

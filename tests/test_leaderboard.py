@@ -191,20 +191,20 @@ def test_concurrent_thread_submissions_all_land(board):
 
 
 def test_concurrent_process_submissions_all_land(board):
-    # Each process submits several runs as fast as it can. RunRecord's module imports
-    # TensorFlow (seconds per process), so the children pass plain objects with the
-    # fields the board reads.
+    # Each process submits several runs as fast as it can (RunRecord is light: no TensorFlow to import).
     child = textwrap.dedent("""
-        import sys, types
+        import sys
+        from pathlib import Path
         from playground.runs.leaderboard import ChallengeBoard
+        from playground.runs.record import RunRecord
         from playground.spec.experiment import ExperimentSpec
         folder, worker = sys.argv[1], int(sys.argv[2])
         board = ChallengeBoard(folder)
         spec = ExperimentSpec().with_values(dataset="mnist")
         for i in range(10):
             owner = f"p{worker}"
-            record = types.SimpleNamespace(run_id=f"p{worker}-{i}", name="x", owner=owner, damaged=None, spec=spec,
-                                           metrics={"test_accuracy": 0.99, "params": 1000 + i, "train_seconds": 1.0})
+            record = RunRecord(run_id=f"p{worker}-{i}", path=Path(folder) / "none", name="x", owner=owner, spec=spec,
+                               metrics={"test_accuracy": 0.99, "params": 1000 + i, "train_seconds": 1.0})
             board.submit(record, f"proc {worker} run {i}", owner)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", child, str(board.folder), str(w)], cwd=ROOT) for w in range(4)]

@@ -273,11 +273,12 @@ def _bar(rng, vertical: bool) -> np.ndarray:
 @pytest.mark.slow  # trains a real network for 3 epochs (about 10 s on 2 cores)
 def test_custom_dataset_zip_trains_and_predicts_end_to_end():
     from playground.data import datasets
-    from playground.training import loop as training
+    from playground.data.uploads import import_upload
     from playground.runs.store import RunStore
+    from playground.training import loop as training
 
     data = _class_zip({"vertical": lambda r: _bar(r, True), "horizontal": lambda r: _bar(r, False)}, 60)
-    path = datasets.import_zip(data, "bars.zip")
+    path = import_upload(data, "bars.zip")
     dataset = datasets.load_dataset(str(path))
     assert dataset.class_names == ("horizontal", "vertical")
     assert len(dataset.x_test) > 0  # no test/ folder: a split was held out

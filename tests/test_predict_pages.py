@@ -159,9 +159,9 @@ def test_your_data_page_imports_a_zip_and_links_to_the_playground():
     (link,) = at.get("page_link")
     assert link.proto.label == "Train on this dataset"
     saved = Path(at.session_state["your_data_uploads"].popitem()[1][0])
-    assert saved.parent == get_settings().uploads_dir and saved.suffix == ".npz"
+    assert saved.parent.parent == get_settings().uploads_dir and saved.suffix == ".npz"  # in this session's folder
     assert link.proto.page == "Playground"
-    assert link.proto.query_string == f"dataset={saved.name}&preset=default"
+    assert link.proto.query_string == f"dataset={saved.parent.name}%2F{saved.name}&preset=default"
 
 
 def test_your_data_page_explains_bad_uploads_in_one_line():

@@ -54,6 +54,10 @@ def test_save_then_load_gives_the_same_run_and_predictions(tmp_path, trained, sp
     assert loaded.metrics["test_accuracy"] == trained.test_accuracy
     assert loaded.metrics["epochs_completed"] == 2 and loaded.metrics["stop_reason"] == "completed"
     assert loaded.metrics["params"] == trained.params and loaded.message == trained.message
+    metrics = json.loads((record.path / "metrics.json").read_text())
+    assert list(metrics) == ["test_accuracy", "test_loss", "train_seconds", "images_per_second", "params",
+                             "epochs_completed", "stop_reason", "test_size"]  # as every run folder has them
+    assert metrics == trained.summary().as_dict()
     meta = json.loads((record.path / "meta.json").read_text())
     assert meta["dataset_info"]["source"] == shapes.source and meta["created"] == loaded.created
     np.testing.assert_array_equal(store.load_initial_first_conv(record.run_id), trained.initial_first_conv)

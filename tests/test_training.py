@@ -4,6 +4,7 @@ Every run is real Keras training on a few hundred 28x28 images with a tiny
 network (4 and 8 filters), one or two epochs: a few seconds each.
 """
 
+import dataclasses
 import json
 import math
 import re
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from playground.data import datasets
+from playground.training import callbacks, events
 from playground.training import loop as training
 from playground.spec.experiment import SpecError
 from playground.spec.presets import preset_spec
@@ -35,47 +37,47 @@ def shapes():
 @pytest.fixture(scope="module")
 def reference(shapes):
     """One plain run of small_spec() with its events: the numbers every other way of training must repeat."""
-    events = []
-    result = training.train(small_spec(), shapes, on_progress=events.append, probe_image=shapes.x_test[0])
-    return result, events
+    sent = []
+    result = training.train(small_spec(), shapes, on_progress=sent.append, probe_image=shapes.x_test[0])
+    return result, sent
 
 
 def test_events_history_probes_and_result(shapes, reference):
-    result, events = reference
+    result, sent = reference
 
-    kinds = [e["type"] for e in events]
-    assert kinds[:3] == ["start", "batch", "probe"]
-    start = events[0]
-    assert start["epochs"] == 2 and start["initial_epoch"] == 0
-    assert start["train_size"] == 320 and start["val_size"] == 80
-    assert start["steps_per_epoch"] == 10 and start["params"] == result.params > 0
+    kinds = [type(e) for e in sent]
+    assert kinds[:3] == [events.Start, events.Batch, events.Probe]
+    start = sent[0]
+    assert start.epochs == 2 and start.initial_epoch == 0
+    assert start.train_size == 320 and start.val_size == 80
+    assert start.steps_per_epoch == 10 and start.params == result.params > 0
 
-    epoch_events = [e for e in events if e["type"] == "epoch"]
-    assert [e["epoch"] for e in epoch_events] == [1, 2]
-    for key in training.HISTORY_KEYS:
-        assert result.history[key] == [e[key] for e in epoch_events]
-    assert all(e["seconds"] > 0 and e["images_per_second"] > 0 for e in epoch_events)
+    epoch_events = [e for e in sent if isinstance(e, events.Epoch)]
+    assert [e.epoch for e in epoch_events] == [1, 2]
+    for key in events.HISTORY_KEYS:
+        assert result.history[key] == [getattr(e, key) for e in epoch_events]
+    assert all(e.seconds > 0 and e.images_per_second > 0 for e in epoch_events)
 
-    batches = [e for e in events if e["type"] == "batch"]
+    batches = [e for e in sent if isinstance(e, events.Batch)]
     # First the untrained model on the first batch (sent before the first step compiles): about
     # the loss of guessing among the classes.
     untrained, batches = batches[0], batches[1:]
-    assert untrained["step"] == 0 and untrained["seen"] == 0
-    assert "images_per_second" not in untrained
-    assert abs(untrained["loss"] - math.log(shapes.num_classes)) < 1.0 and 0 <= untrained["accuracy"] <= 1
-    assert batches[0]["epoch"] == 1 and batches[0]["step"] == 1 and batches[0]["seen"] == 32
-    assert all(1 <= b["step"] <= b["steps"] == 10 and math.isfinite(b["loss"]) for b in batches)
+    assert untrained.step == 0 and untrained.seen == 0
+    assert untrained.images_per_second is None
+    assert abs(untrained.loss - math.log(shapes.num_classes)) < 1.0 and 0 <= untrained.accuracy <= 1
+    assert batches[0].epoch == 1 and batches[0].step == 1 and batches[0].seen == 32
+    assert all(1 <= b.step <= b.steps == 10 and math.isfinite(b.loss) for b in batches)
 
-    probes = [e for e in events if e["type"] == "probe"]
-    assert [p["epoch"] for p in probes] == [0, 1, 2]  # before training, then after each epoch
+    probes = [e for e in sent if isinstance(e, events.Probe)]
+    assert [p.epoch for p in probes] == [0, 1, 2]  # before training, then after each epoch
     for probe in probes:
-        assert {name: m.shape for name, m in probe["maps"].items()} == {
+        assert {name: m.shape for name, m in probe.maps.items()} == {
             "block1_act1": (28, 28, 4), "block2_act1": (14, 14, 8)}
-        assert all(m.dtype == np.float32 for m in probe["maps"].values())
-    assert not np.array_equal(probes[0]["maps"]["block1_act1"], probes[-1]["maps"]["block1_act1"])
+        assert all(m.dtype == np.float32 for m in probe.maps.values())
+    assert not np.array_equal(probes[0].maps["block1_act1"], probes[-1].maps["block1_act1"])
 
     # Every event but the probe arrays is plain JSON.
-    json.dumps([e for e in events if e["type"] != "probe"])
+    json.dumps([dataclasses.asdict(e) for e in sent if not isinstance(e, events.Probe)])
 
     assert result.stop_reason == "completed" and result.epochs_completed == 2
     assert result.message.startswith("Trained 2 epochs in ") and "test accuracy" in result.message
@@ -88,21 +90,21 @@ def test_events_history_probes_and_result(shapes, reference):
 
 
 def test_batch_events_are_throttled(shapes, monkeypatch):
-    monkeypatch.setattr(training, "BATCH_EVENT_INTERVAL", 0.3)
-    times, events = [], []
+    monkeypatch.setattr(callbacks, "BATCH_EVENT_INTERVAL", 0.3)
+    times, sent = [], []
 
     def record(event):
-        if event["type"] == "batch":
+        if isinstance(event, events.Batch):
             times.append(time.perf_counter())
-        events.append(event)
+        sent.append(event)
 
     # 100 steps of 4 images per epoch: far more steps than 0.3 s windows.
     training.train(small_spec(batch_size=4, epochs=1, validation_split=0.0), shapes, on_progress=record)
     gaps = np.diff(times)
     assert len(times) >= 1 and (gaps >= 0.29).all()
     assert len(times) < 100
-    epoch = [e for e in events if e["type"] == "epoch"][0]
-    assert epoch["val_loss"] is None and epoch["val_accuracy"] is None  # no validation split
+    epoch = [e for e in sent if isinstance(e, events.Epoch)][0]
+    assert epoch.val_loss is None and epoch.val_accuracy is None  # no validation split
 
 
 def test_should_stop_stops_within_the_epoch(shapes):
@@ -147,9 +149,9 @@ def test_step_then_continue_gives_the_same_curves_as_one_run(shapes, reference):
     first = training.train(spec, shapes, wait_if_paused=wait_if_paused, should_stop=lambda: stepped["done"])
     assert first.stop_reason == "stopped" and first.epochs_completed == 1 and len(first.history["loss"]) == 1
 
-    events = []
-    rest = training.train(spec, shapes, model=first.model, initial_epoch=1, on_progress=events.append)
-    assert events[0]["initial_epoch"] == 1 and [e["epoch"] for e in events if e["type"] == "epoch"] == [2]
+    sent = []
+    rest = training.train(spec, shapes, model=first.model, initial_epoch=1, on_progress=sent.append)
+    assert sent[0].initial_epoch == 1 and [e.epoch for e in sent if isinstance(e, events.Epoch)] == [2]
     assert rest.epochs_completed == 2
     assert rest.history == whole.history  # same batches, same optimizer state: the same numbers
     assert rest.test_loss == whole.test_loss
@@ -209,21 +211,20 @@ def test_same_spec_and_seed_give_identical_runs(shapes, reference):
 
 
 def test_time_budget_stops_at_the_first_batch_past_it(shapes, monkeypatch):
-    monkeypatch.setattr(training, "BATCH_EVENT_INTERVAL", 0.0)  # an event after every batch
-    events = []
-    result = training.train(small_spec(epochs=200, time_budget=1.0), shapes, on_progress=events.append)
+    monkeypatch.setattr(callbacks, "BATCH_EVENT_INTERVAL", 0.0)  # an event after every batch
+    sent = []
+    result = training.train(small_spec(epochs=200, time_budget=1.0), shapes, on_progress=sent.append)
     assert result.stop_reason == "time_budget"
     assert result.epochs_completed < 200
     assert result.message.startswith("The time budget of 1 s ran out after ")
-    elapsed = [e["elapsed"] for e in events if e["type"] == "batch"]
+    elapsed = [e.elapsed for e in sent if isinstance(e, events.Batch)]
     assert all(t < 1.0 for t in elapsed[:-1])  # no batch ran after the one that crossed the budget
     assert result.train_seconds >= 1.0
 
 
 def test_divergence_stops_and_restores_finite_weights(shapes):
     spec = small_spec(optimizer="sgd", learning_rate=10, batch_norm=False, epochs=3)
-    events = []
-    result = training.train(spec, shapes, on_progress=events.append)
+    result = training.train(spec, shapes)
     assert result.stop_reason == "diverged"
     assert re.fullmatch(
         r"Training diverged at epoch [1-3] \((loss became NaN|loss became infinite|loss grew to .+)\); "

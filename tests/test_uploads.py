@@ -69,7 +69,7 @@ def test_all_uploads_together_have_a_quota(monkeypatch):
 def test_bad_uploads_get_one_sentence_from_the_child_process():
     with pytest.raises(DatasetError, match=r"^broken\.zip is not a readable \.zip archive"):
         import_upload(b"PK\x03\x04 but not really", "broken.zip", owner="s")
-    with pytest.raises(DatasetError, match="is not a .zip of class folders or a .npz"):
+    with pytest.raises(DatasetError, match="is not a .zip or .npz; zip a folder"):
         import_upload(b"hello", "notes.txt", owner="s")
 
 

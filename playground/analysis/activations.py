@@ -1,9 +1,9 @@
 """Looking inside a trained (or untrained) model: feature maps, filters, Grad-CAM, saliency, embeddings.
 
-Every function takes a Keras model built by `playground.models.build_model`
+Every function takes a Keras model built by `playground.model.network.build_model`
 (inputs: raw pixels float32 0..255, shape (H, W, C); layers named
 "block{b}_conv{c}", "block{b}_bn{c}", "block{b}_act{c}", ..., "logits",
-"probabilities") and returns NumPy arrays; `playground.figures` draws them.
+"probabilities") and returns NumPy arrays; `playground.analysis.figures` draws them.
 
 API:
     feature_maps(model, image, layer_names) -> {name: float32 (H, W, F)}
@@ -16,6 +16,7 @@ API:
 
 All computation runs with `training=False`, so augmentation and dropout are
 off and batch norm uses its moving statistics: the network as it predicts.
+The sub-models that expose inner layers are made under `network.BUILD_LOCK`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from playground.model.network import BUILD_LOCK
+from playground.runs.record import RunRecord
 
 INITIAL_FILTERS_FILE = "initial_first_conv.npy"  # in a run folder: the first conv's kernel before training
 PENULTIMATE = "penultimate"  # the input of the "logits" layer
@@ -60,6 +64,12 @@ def _is_conv(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.Conv2D) and not layer.name.endswith("_shortcut")
 
 
+def _sub_model(model: keras.Model, outputs: Any) -> keras.Model:
+    """A model from `model`'s input to `outputs` (tensors of its layers, or a list of them), sharing its weights."""
+    with BUILD_LOCK:
+        return keras.Model(model.inputs, outputs)
+
+
 # ---------------------------------------------------------------------------
 # Feature maps.
 # ---------------------------------------------------------------------------
@@ -84,7 +94,7 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer_names: list[str]) 
         if len(tensor.shape) != 4:
             raise InspectError(f"Only layers with (H, W, F) feature maps can be shown. Received: layer={name!r} with output shape {tuple(tensor.shape)}")
         outputs.append(tensor)
-    probe = keras.Model(model.inputs, outputs)
+    probe = _sub_model(model, outputs)
     values = probe(_as_image_batch(model, image), training=False)
     values = values if isinstance(values, (list, tuple)) else [values]
     return {name: np.asarray(v[0], dtype=np.float32) for name, v in zip(layer_names, values)}
@@ -140,13 +150,13 @@ def activation_stages(model: keras.Model) -> list[ConvStage]:
 # ---------------------------------------------------------------------------
 
 
-def first_layer_filters(source: keras.Model | np.ndarray | str | PathLike | Any) -> np.ndarray:
+def first_layer_filters(source: keras.Model | np.ndarray | str | PathLike | RunRecord) -> np.ndarray:
     """The kernel of the first conv layer.
 
     Args:
         source: one of
             - a Keras model: its first conv's kernel now (after training, for a loaded run);
-            - a run folder path, or a `RunRecord` (anything with a `.path`): the
+            - a run folder path, or a RunRecord (anything with a `.path`): the
               kernel saved before training (`initial_first_conv.npy`);
             - an array: checked and returned.
 
@@ -240,7 +250,7 @@ def gradcam(model: keras.Model, image: np.ndarray, class_index: int | None = Non
     """
     x = _as_image_batch(model, image)
     layer_name = layer_name or last_conv_output(model)
-    grad_model = keras.Model(model.inputs, [_layer(model, layer_name).output, _logits(model)])
+    grad_model = _sub_model(model, [_layer(model, layer_name).output, _logits(model)])
     with tf.GradientTape() as tape:
         maps, logits = grad_model(x, training=False)  # (1, h, w, K), (1, classes)
         if class_index is None:
@@ -270,7 +280,7 @@ def saliency(model: keras.Model, image: np.ndarray, class_index: int) -> np.ndar
     """
     class_index = _check_class(model, class_index)
     x = tf.Variable(_as_image_batch(model, image))
-    logit_model = keras.Model(model.inputs, _logits(model))
+    logit_model = _sub_model(model, _logits(model))
     with tf.GradientTape() as tape:
         score = logit_model(x, training=False)[:, class_index]
     grads = tape.gradient(score, x)  # (1, H, W, C)
@@ -301,7 +311,7 @@ def embeddings(model: keras.Model, images: np.ndarray, layer: str = PENULTIMATE,
     if x.ndim != 4 or x.shape[1:] != tuple(model.inputs[0].shape[1:]):
         raise InspectError(f"Images must be (N, *{tuple(model.inputs[0].shape[1:])}). Received: shape={x.shape}")
     tensor = _layer(model, "logits").input if layer == PENULTIMATE else _layer(model, layer).output
-    probe = keras.Model(model.inputs, tensor)
+    probe = _sub_model(model, tensor)
     chunks = [
         np.asarray(probe(tf.constant(x[i:i + batch_size], tf.float32), training=False)).reshape(min(batch_size, len(x) - i), -1)
         for i in range(0, len(x), batch_size)

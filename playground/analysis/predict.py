@@ -14,6 +14,8 @@ hundreds of milliseconds).
 
 A predictor only reads its model, so one instance may serve several callers
 (the Predict page keeps one per browser session and run; see that page).
+Loading a run's model builds it under `network.BUILD_LOCK` (in
+`RunStore.load_model`); predicting builds no layers.
 """
 
 from __future__ import annotations
@@ -24,14 +26,20 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from playground.data.images import ImageError, prepare_for_model, read_image
+from playground.runs.record import RunRecord
+
+if TYPE_CHECKING:  # Keras and the store import TensorFlow; they are imported only when a model is loaded
+    import keras
+
+    from playground.runs.store import RunStore
 
 # How pictures are prepared for networks trained on the named datasets, as
-# `datasets.prepare_options` decides from the images themselves (a test checks
+# `data.datasets.prepare_options` decides from the images themselves (a test checks
 # the built-in ones agree): light strokes on a dark background for the MNIST
 # family, and MNIST's digit layout (centred by mass) for MNIST alone.
 NAMED_PREPARE_OPTIONS = {
@@ -126,8 +134,8 @@ def prepare_options_for(dataset: str, stored: Mapping[str, Any] | None = None) -
 
     Returns:
         {"light_on_dark": bool, "center": bool}, the keyword arguments of
-        `images.prepare_for_model`. For your own data the images are looked
-        at (`datasets.prepare_options`); data that cannot be read any more
+        `data.images.prepare_for_model`. For your own data the images are looked
+        at (`data.datasets.prepare_options`); data that cannot be read any more
         counts as photos.
     """
     if stored and isinstance(stored.get("light_on_dark"), bool):
@@ -147,7 +155,7 @@ class Predictor:
     """A loaded model plus what is needed to feed it outside images.
 
     Args:
-        model: a model from `models.build_model` (input: raw pixels 0..255,
+        model: a model from `network.build_model` (input: raw pixels 0..255,
             output: softmax probabilities).
         class_names: one name per output unit.
         light_on_dark: whether the training images were light on dark
@@ -157,7 +165,8 @@ class Predictor:
         run_id: the run the model belongs to (informational).
     """
 
-    def __init__(self, model, class_names: Sequence[str], *, light_on_dark: bool, center: bool = False, run_id: str = ""):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], *, light_on_dark: bool, center: bool = False,
+                 run_id: str = ""):
         input_shape = tuple(int(d) for d in model.input_shape[1:])
         outputs = int(model.output_shape[-1])
         if len(input_shape) != 3:
@@ -193,12 +202,12 @@ class Predictor:
         return self.model(x, training=False)
 
     @classmethod
-    def from_run(cls, run_id: str, store=None) -> "Predictor":
+    def from_run(cls, run_id: str, store: RunStore | None = None) -> Predictor:
         """Load the model of a saved run (from its spec.json and model.weights.h5 only).
 
         Args:
             run_id: a run in `store`.
-            store: a `runs.RunStore`; default: the store at `settings.runs_dir`.
+            store: the run store; default: the store at `settings.runs_dir`.
 
         Returns:
             The predictor. Raises PredictError when the run cannot be loaded.
@@ -208,7 +217,7 @@ class Predictor:
         store = store or RunStore()
         try:
             record = store.load(run_id)
-            if getattr(record, "damaged", None):
+            if record.damaged:
                 raise PredictError(f"Run {run_id!r} cannot be used: {record.damaged}")
             model = store.load_model(run_id)
         except PredictError:
@@ -236,7 +245,7 @@ class Predictor:
         """Predict one decoded image.
 
         Args:
-            pixels: uint8 (H, W, C) of any size, C = 1 or 3 (from `images.decode_image`).
+            pixels: uint8 (H, W, C) of any size, C = 1 or 3 (from `data.images.decode_image`).
             name: where the image came from, for messages.
             invert: "auto" (invert dark-on-light images for light-on-dark
                 datasets), "always" or "never".
@@ -290,15 +299,12 @@ class Predictor:
         return results
 
 
-def stored_options(record) -> dict[str, Any] | None:
+def stored_options(record: RunRecord) -> dict[str, Any] | None:
     """The prepare options saved with a run (meta.json's "prepare"), or None.
 
     Args:
-        record: a `runs.RunRecord`.
+        record: a saved run.
     """
-    prepare = getattr(record, "prepare", None)
-    if isinstance(prepare, dict):
-        return prepare
     try:
         meta = json.loads((Path(record.path) / "meta.json").read_text())
     except (OSError, ValueError, TypeError):

@@ -9,6 +9,7 @@ size networks with it, and the loaders in `playground.data` read the images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,14 @@ def dataset_title(dataset: str) -> str:
     """The title of a named dataset, or `dataset` itself (a path) when it is not one."""
     facts = CATALOG.get(dataset)
     return facts.title if facts else dataset
+
+
+def data_key(spec: Any) -> tuple[Any, ...]:
+    """What decides the images an ExperimentSpec loads (`datasets.load_for_spec`): equal keys, equal images.
+
+    Only the built-in shapes depend on the noise and the seed; every other
+    dataset is decided by its name or path alone.
+    """
+    if spec.data.dataset == "shapes":
+        return "shapes", round(float(spec.data.shapes_noise), 6), int(spec.seed)
+    return (spec.data.dataset,)

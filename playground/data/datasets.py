@@ -17,13 +17,11 @@ their arrays are read-only, so every session can share them.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -32,7 +30,6 @@ from playground.data import sources as dataset_sources
 from playground.data import folders as folder_datasets
 from playground.data import npz as npz_datasets
 from playground.data.dataset import Dataset, DatasetError, stratified_pick
-from playground.settings import get_settings
 from playground.data.catalog import CATALOG
 from playground.spec.experiment import ExperimentSpec
 
@@ -41,10 +38,7 @@ __all__ = [
     "DatasetError",
     "DatasetStatus",
     "clear_cache",
-    "data_key",
     "dataset_status",
-    "import_npz",
-    "import_zip",
     "load_dataset",
     "load_for_spec",
     "prepare_options",
@@ -110,17 +104,6 @@ def load_dataset(name_or_path: str, *, shapes_noise: float = 0.2, seed: int = 0)
 def load_for_spec(spec: ExperimentSpec) -> Dataset:
     """The dataset an experiment spec names, with its shapes noise and seed."""
     return load_dataset(spec.data.dataset, shapes_noise=spec.data.shapes_noise, seed=spec.seed)
-
-
-def data_key(spec: ExperimentSpec) -> tuple[Any, ...]:
-    """What decides the images `load_for_spec(spec)` gives: equal keys, equal images.
-
-    Only the built-in shapes depend on the noise and the seed; every other
-    dataset is decided by its name or path alone.
-    """
-    if spec.data.dataset == "shapes":
-        return "shapes", round(float(spec.data.shapes_noise), 6), int(spec.seed)
-    return (spec.data.dataset,)
 
 
 def split_train_validation(
@@ -191,32 +174,6 @@ def prepare_options(ds: Dataset) -> dict[str, bool]:
     return {"light_on_dark": light_on_dark, "center": light_on_dark and ds.name == "mnist"}
 
 
-def import_zip(data: bytes, name: str) -> Path:
-    """Validate an uploaded .zip of class folders and save it as a dataset .npz under the uploads folder.
-
-    Args:
-        data: the archive's bytes.
-        name: the uploaded file's name (used in messages and the saved name).
-
-    Returns:
-        Path of the saved .npz, to use as `spec.data.dataset`. The same bytes
-        give the same path.
-
-    Raises:
-        DatasetError: unsafe or unusable archives, with the reason.
-    """
-    _check_upload_size(data, name)
-    ds = folder_datasets.read_image_zip(bytes(data), name)
-    return _save_upload(ds, data, name)
-
-
-def import_npz(data: bytes, name: str) -> Path:
-    """Validate an uploaded dataset .npz and save it under the uploads folder; as `import_zip`."""
-    _check_upload_size(data, name)
-    ds = npz_datasets.read_npz(bytes(data), name)
-    return _save_upload(ds, data, name)
-
-
 def clear_cache() -> None:
     """Forget every cached dataset (the next load reads it again)."""
     with _cache_lock:
@@ -250,17 +207,3 @@ def _cached(key: tuple, load: Callable[[], Dataset]) -> Dataset:
                 _cache.popitem(last=False)
             _key_locks.pop(key, None)
     return ds
-
-
-def _check_upload_size(data: Any, name: str) -> None:
-    limit_mb = get_settings().max_upload_mb
-    if len(data) > limit_mb * 1024**2:
-        raise DatasetError(f"{name} is {len(data) / 1024**2:.0f} MB, over the upload limit of {limit_mb} MB.")
-
-
-def _save_upload(ds: Dataset, data: bytes, name: str) -> Path:
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:40] or "upload"
-    target = get_settings().uploads_dir / f"{stem}-{hashlib.sha256(bytes(data)).hexdigest()[:12]}.npz"
-    if target.is_file():
-        return target
-    return npz_datasets.save_npz(ds, target)

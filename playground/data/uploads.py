@@ -59,7 +59,7 @@ def import_upload(data: bytes, name: str, *, owner: str | None = None) -> Path:
     settings = get_settings()
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise DatasetError(f"{name} is not a .zip of class folders or a .npz of arrays; upload one of those.")
+        raise DatasetError(f"{name} is not a .zip or .npz; zip a folder with one sub-folder per class and upload that.")
     if len(data) > settings.max_upload_mb * 1024**2:
         raise DatasetError(f"{name} is {len(data) / 1024**2:.0f} MB, over the upload limit of {settings.max_upload_mb} MB.")
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:40] or "upload"

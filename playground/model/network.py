@@ -5,11 +5,14 @@
 
 The model takes raw pixels (float32 0..255, uint8 arrays may be fed) and
 returns class probabilities. Its layers have stable names (listed in
-`playground.layer_plan`): "image", "augment_*", "normalize",
+`playground.model.plan`): "image", "augment_*", "normalize",
 "block{b}_conv{c}", "block{b}_bn{c}", "block{b}_act{c}", "block{b}_shortcut",
 "block{b}_shortcut_bn", "block{b}_add", "block{b}_pool", "block{b}_dropout",
 "flatten" or "global_pool", "dense{k}_dropout", "dense{k}", "dense{k}_act",
 "logits_dropout", "logits", "probabilities".
+
+Every Keras model and layer the web server makes is made under `BUILD_LOCK`
+(see there): `build_model` and `export_keras_code` take it themselves.
 
 Training is about twice as fast on a CPU when TensorFlow is imported with
 TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow turns oneDNN on by itself only on CPUs
@@ -21,24 +24,25 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 
 import keras
 import numpy as np
 from keras import ops
 
+from playground.model import code_export
 from playground.model import plan as layer_plan
 from playground.model import preprocess
-from playground.model.code_export import export_keras_code
-from playground.model.table import LayerRow, layer_table
+from playground.model.table import layer_table
 from playground.spec.experiment import ExperimentSpec, SpecError
 from playground.spec.validation import validate
 
 __all__ = [
+    "BUILD_LOCK",
     "build_model",
     "compile_model",
     "conv_layer_names",
     "layer_table",
-    "LayerRow",
     "export_keras_code",
     "OneCycle",
     "learning_rate_schedule",
@@ -50,6 +54,13 @@ __all__ = [
 # noise (0.26-0.28 ms per image for 16/32 filters, 0.64-0.68 ms for 32/64), so 1
 # keeps every batch visible to progress callbacks, pause and stop.
 DEFAULT_STEPS_PER_EXECUTION = 1
+
+# Held while Keras layers or models are made in this process. Every session of the
+# web server runs in its own thread of one process, and Keras does not promise that
+# making layers and models from several threads at once is safe. Taken by
+# `build_model` (so `RunStore.load_model` and bundle imports too), `export_keras_code`
+# and the sub-models of `analysis.activations`. Reentrant: a holder may build again.
+BUILD_LOCK = threading.RLock()
 
 
 def build_model(
@@ -81,13 +92,37 @@ def build_model(
         SpecError: for an impossible spec, input shape or class count.
     """
     input_shape = _check_shapes(spec, input_shape, num_classes)
-    model = layer_plan.wire(layer_plan.plan_layers(spec, input_shape, num_classes), input_shape)
-    if spec.preprocess.normalization == "dataset" and x_sample is not None:
+    adapt = spec.preprocess.normalization == "dataset" and x_sample is not None
+    if adapt:
         x_sample = np.asarray(x_sample)
         if x_sample.shape[1:] != input_shape:
             raise SpecError(f"x_sample must hold images of the input shape {input_shape}. Received: x_sample.shape={x_sample.shape}")
-        preprocess.adapt_normalizer(model.get_layer("normalize"), x_sample)
+    with BUILD_LOCK:
+        model = layer_plan.wire(layer_plan.plan_layers(spec, input_shape, num_classes), input_shape)
+        if adapt:
+            preprocess.adapt_normalizer(model.get_layer("normalize"), x_sample)
     return model
+
+
+def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> str:
+    """Runnable Keras code of `spec`'s model (see `code_export.export_keras_code`), written under `BUILD_LOCK`.
+
+    The code notes each layer's output shape, read from the layers of a model
+    wired for that purpose, hence the lock.
+
+    Args:
+        spec: the experiment.
+        input_shape: (H, W, C) of the images.
+        num_classes: number of classes.
+
+    Returns:
+        Python source with a `build_model()` function.
+
+    Raises:
+        SpecError: for an impossible spec.
+    """
+    with BUILD_LOCK:
+        return code_export.export_keras_code(spec, input_shape, num_classes)
 
 
 def _check_shapes(spec: ExperimentSpec, input_shape, num_classes: int) -> tuple[int, int, int]:

@@ -8,7 +8,8 @@ A bundle is a .zip of exactly three files:
                         "prepare": {"light_on_dark", "center"}, "metrics", "dataset"}
 
 Importing never deserialises code: the model is rebuilt from the validated
-spec by `models.build_model`, and only the HDF5 weights are read into it.
+spec by `network.build_model` (under its build lock), and only the HDF5
+weights are read into it.
 That is why a `.keras` file is refused: its config can name arbitrary
 callables, and Keras' safe mode has been bypassed more than once.
 
@@ -25,13 +26,19 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playground.analysis.predict import prepare_options_for, stored_options
-from playground.settings import get_settings
 from playground.data.catalog import is_named_dataset
+from playground.runs.record import RunRecord
+from playground.settings import get_settings
 from playground.spec.experiment import ExperimentSpec, SpecError
 from playground.spec.validation import validate
+
+if TYPE_CHECKING:  # Keras and the store import TensorFlow; they are imported only when needed
+    import keras
+
+    from playground.runs.store import RunStore
 
 BUNDLE_FORMAT = "cnn-playground-bundle"
 BUNDLE_VERSION = 1
@@ -62,11 +69,11 @@ class BundleError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def bundle_meta(run) -> dict[str, Any]:
+def bundle_meta(run: RunRecord) -> dict[str, Any]:
     """The meta.json content of a run.
 
     Args:
-        run: a `runs.RunRecord`.
+        run: a saved run.
 
     Returns:
         A JSON-able dict.
@@ -83,11 +90,11 @@ def bundle_meta(run) -> dict[str, Any]:
     }
 
 
-def export_bundle(run) -> bytes:
+def export_bundle(run: RunRecord) -> bytes:
     """Our bundle of a saved run: a zip of spec.json, model.weights.h5 and meta.json.
 
     Args:
-        run: a `runs.RunRecord` whose folder holds model.weights.h5.
+        run: a saved run whose folder holds model.weights.h5.
 
     Returns:
         The zip file's bytes.
@@ -103,7 +110,7 @@ def export_bundle(run) -> bytes:
     return buffer.getvalue()
 
 
-def export_keras_file(model) -> bytes:
+def export_keras_file(model: keras.Model) -> bytes:
     """The model saved as a `.keras` file (for Keras elsewhere; this app never loads one back).
 
     Args:
@@ -118,8 +125,13 @@ def export_keras_file(model) -> bytes:
         return path.read_bytes()
 
 
-def export_filename(run, suffix: str) -> str:
-    """A safe download file name from the run's name, e.g. "my-run.bundle.zip"."""
+def export_filename(run: RunRecord, suffix: str) -> str:
+    """A safe download file name from the run's name and `suffix`, e.g. "my-run.bundle.zip".
+
+    Args:
+        run: a saved run.
+        suffix: what follows the name, e.g. ".bundle.zip" or "_model.py".
+    """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", str(run.name or run.run_id)).strip("-.") or "model"
     return f"{stem[:60]}{suffix}"
 
@@ -198,7 +210,7 @@ def read_bundle(data: bytes, filename: str = "", *, max_bytes: int | None = None
 
 
 def import_bundle(data: bytes, filename: str = "", *, owner: str | None = None, name: str | None = None,
-                  store=None, max_bytes: int | None = None):
+                  store: RunStore | None = None, max_bytes: int | None = None) -> RunRecord:
     """Import our bundle as a new run: checked, rebuilt from the spec, weights loaded, saved.
 
     Args:
@@ -206,11 +218,11 @@ def import_bundle(data: bytes, filename: str = "", *, owner: str | None = None, 
         filename: its name, for messages.
         owner: the session that imports it (the run's owner).
         name: the run's name; default: the name stored in the bundle plus " (imported)".
-        store: a `runs.RunStore`; default: the store at `settings.runs_dir`.
+        store: the run store to save in; default: the store at `settings.runs_dir`.
         max_bytes: as for `read_bundle`.
 
     Returns:
-        The new `runs.RunRecord`.
+        The new run.
 
     Raises:
         BundleError: with one sentence naming the file and the problem.

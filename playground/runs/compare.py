@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from playground.runs.record import RunRecord
 from playground.spec.experiment import ExperimentSpec, field_names, get_value
 
 # Fields that already have a column of their own in `run_row`.
@@ -42,11 +43,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def run_row(record: Any, fields: Sequence[str] = ()) -> dict[str, Any]:
+def run_row(record: RunRecord, fields: Sequence[str] = ()) -> dict[str, Any]:
     """One table row for a run: fixed columns, then one column per field in `fields`.
 
     Args:
-        record: a RunRecord (damaged ones give a row with their reason as status).
+        record: a run (damaged ones give a row with their reason as status).
         fields: flat spec field names to add as columns (see `differing_fields`).
 
     Returns:
@@ -77,13 +78,13 @@ def run_row(record: Any, fields: Sequence[str] = ()) -> dict[str, Any]:
     return row
 
 
-def task_key(record: Any) -> tuple:
+def task_key(record: RunRecord) -> tuple:
     """What a run classifies: (dataset, class names, input shape). Runs with equal keys can form an ensemble."""
     dataset = record.spec.data.dataset if record.spec is not None else record.dataset
     return (dataset, tuple(record.class_names), tuple(record.input_shape or ()))
 
 
-def largest_task_group(records: Sequence[Any]) -> list[Any]:
+def largest_task_group(records: Sequence[RunRecord]) -> list[RunRecord]:
     """The biggest group of `records` with one task (ties: the group of the earliest record), in the given order."""
     keys = [task_key(r) for r in records]
     if not keys:
@@ -92,7 +93,7 @@ def largest_task_group(records: Sequence[Any]) -> list[Any]:
     return [r for r, k in zip(records, keys) if k == best]
 
 
-def may_manage(record: Any, session_id: str, *, protected: bool) -> bool:
+def may_manage(record: RunRecord, session_id: str, *, protected: bool) -> bool:
     """Whether this session may rename or delete `record`.
 
     On a server without a teacher code (`protected` False: a personal install)

@@ -11,11 +11,16 @@ refused with one sentence saying what differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from playground.analysis import metrics
+from playground.data.dataset import Dataset
+from playground.runs.record import RunRecord
+
+if TYPE_CHECKING:  # the store imports TensorFlow; it is imported only when a model is loaded
+    from playground.runs.store import RunStore
 
 
 class EnsembleError(ValueError):
@@ -40,7 +45,7 @@ class EnsembleResult:
         return self.accuracy - max(self.member_accuracy)
 
 
-def other_test_images(records: Sequence[Any]) -> tuple[str, ...]:
+def other_test_images(records: Sequence[RunRecord]) -> tuple[str, ...]:
     """Names of members whose own test set differs from the first member's.
 
     Only the built-in "shapes" images depend on the spec (its noise and seed
@@ -57,11 +62,11 @@ def other_test_images(records: Sequence[Any]) -> tuple[str, ...]:
     )
 
 
-def check_members(records: Sequence[Any]) -> None:
+def check_members(records: Sequence[RunRecord]) -> None:
     """Raise EnsembleError unless `records` are at least two undamaged runs of the same classification task.
 
     Args:
-        records: RunRecords (name, damaged, spec, class_names, input_shape are read).
+        records: the runs (name, damaged, spec, class_names, input_shape are read).
     """
     if len(records) < 2:
         raise EnsembleError(f"An ensemble needs at least two runs. Received: {len(records)}")
@@ -113,12 +118,13 @@ def combine(names: Sequence[str], member_probabilities: Sequence[np.ndarray], y_
     )
 
 
-def evaluate_ensemble(records: Sequence[Any], *, dataset: Any = None, store: Any = None) -> EnsembleResult:
+def evaluate_ensemble(records: Sequence[RunRecord], *, dataset: Dataset | None = None,
+                      store: RunStore | None = None) -> EnsembleResult:
     """Check the members, evaluate each on one test set (cached per run) and average them.
 
     Args:
-        records: two or more RunRecords of the same task.
-        dataset: the test data; default the first member's dataset (`datasets.load_for_spec`).
+        records: two or more runs of the same task.
+        dataset: the test data; default the first member's dataset (`data.datasets.load_for_spec`).
         store: the RunStore that loads models (default: a new RunStore()).
 
     Returns:

@@ -22,9 +22,17 @@ import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from playground.data.dataset import Dataset
+from playground.runs.record import RunRecord
+
+if TYPE_CHECKING:  # Keras and the store import TensorFlow; they are imported only when a model is evaluated
+    import keras
+
+    from playground.runs.store import RunStore
 
 MAX_FEATURE_IMAGES = 1000  # test images whose penultimate features are kept for projections
 WEIGHTS_FILE = "model.weights.h5"
@@ -61,10 +69,10 @@ class Evaluation:
 
 
 # Datasets are cached, read-only objects: hash each one's test set once (CIFAR-10's is 30 MB).
-_FINGERPRINTS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary[Dataset, str] = weakref.WeakKeyDictionary()
 
 
-def test_fingerprint(dataset: Any) -> str:
+def test_fingerprint(dataset: Dataset) -> str:
     """A short hash of a dataset's test images, labels and class names (equal data, equal hash)."""
     try:
         return _FINGERPRINTS[dataset]
@@ -88,11 +96,11 @@ def sample_indices(count: int, limit: int = MAX_FEATURE_IMAGES, seed: int = 0) -
     return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False)).astype(np.int64)
 
 
-def evaluate_model(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256, seed: int = 0) -> Evaluation:
+def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256, seed: int = 0) -> Evaluation:
     """Predict every image and take penultimate features of a sample.
 
     Args:
-        model: a Keras model from `models.build_model` (raw pixels in, a
+        model: a Keras model from `network.build_model` (raw pixels in, a
             "logits" layer, softmax probabilities out).
         x: (N, H, W, C) raw pixels 0..255.
         y: (N,) true classes.
@@ -121,24 +129,25 @@ def evaluate_model(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size: int 
     return Evaluation(probabilities, y, picked, features.astype(np.float32))
 
 
-def cache_path(record: Any, dataset: Any) -> Path:
+def cache_path(record: RunRecord, dataset: Dataset) -> Path:
     """Where the evaluation of `record` on `dataset`'s test set is cached."""
     return Path(record.path) / f"evaluation-{test_fingerprint(dataset)}.npz"
 
 
-def evaluate_run(record: Any, dataset: Any, *, store: Any = None) -> Evaluation:
+def evaluate_run(record: RunRecord, dataset: Dataset, *, store: RunStore | None = None) -> Evaluation:
     """The run's evaluation on `dataset`'s test set, from the cache or computed and cached.
 
     Args:
-        record: a RunRecord (its folder holds the weights).
-        dataset: a Dataset with the run's input shape and classes.
-        store: the RunStore that loads the model (default: a new RunStore()).
+        record: the run (its folder holds the weights).
+        dataset: test data with the run's input shape and classes.
+        store: the RunStore that loads the model (default: a new RunStore(); its
+            `load_model` builds under `network.BUILD_LOCK`).
 
     Returns:
         The Evaluation. A folder that cannot be written is not an error: the
         result is then computed again next time.
     """
-    if getattr(record, "damaged", None):
+    if record.damaged:
         raise EvaluationError(f"A damaged run cannot be evaluated. Received: run {record.name!r} ({record.damaged})")
     if tuple(record.input_shape) != tuple(dataset.input_shape) or len(record.class_names) != len(dataset.class_names):
         raise EvaluationError(
@@ -160,7 +169,7 @@ def evaluate_run(record: Any, dataset: Any, *, store: Any = None) -> Evaluation:
     return evaluation
 
 
-def _weights_stamp(record: Any) -> str:
+def _weights_stamp(record: RunRecord) -> str:
     try:
         st = (Path(record.path) / WEIGHTS_FILE).stat()
     except OSError:

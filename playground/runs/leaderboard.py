@@ -38,8 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from playground.settings import get_settings
 from playground.data.catalog import CATALOG, dataset_title
+from playground.runs.record import RunRecord
+from playground.settings import get_settings
 
 CHALLENGE_FOLDER = ".challenge"
 MAX_NAME_LENGTH = 40
@@ -190,11 +191,11 @@ class ChallengeBoard:
 
     # -- students ---------------------------------------------------------------------------
 
-    def submit(self, record: Any, display_name: str, session_id: str) -> Entry:
+    def submit(self, record: RunRecord, display_name: str, session_id: str) -> Entry:
         """Put one of this session's runs on the board (again: replaces its earlier entry).
 
         Args:
-            record: a RunRecord from the run store (its owner, metrics and spec are read).
+            record: a run from the run store (its owner, metrics and spec are read).
             display_name: the name shown to everyone (see `validate_display_name`).
             session_id: the submitting session; it must own the run.
 
@@ -202,9 +203,9 @@ class ChallengeBoard:
             The entry as the board shows it.
         """
         name = validate_display_name(display_name)
-        if not session_id or getattr(record, "owner", None) != session_id:
-            raise ChallengeError(f"Only your own runs can be submitted. Received: run {getattr(record, 'name', '?')!r}, which this session did not train")
-        if getattr(record, "damaged", None):
+        if not session_id or record.owner != session_id:
+            raise ChallengeError(f"Only your own runs can be submitted. Received: run {record.name!r}, which this session did not train")
+        if record.damaged:
             raise ChallengeError(f"A damaged run cannot be submitted. Received: run {record.name!r}")
         metrics = record.metrics or {}
         try:
@@ -244,7 +245,7 @@ class ChallengeBoard:
             self._write(state)
         return self._public(row, target, owner_key)
 
-    def withdraw(self, record: Any, session_id: str) -> bool:
+    def withdraw(self, record: RunRecord, session_id: str) -> bool:
         """Take this session's entry for `record` off the board; returns whether there was one."""
         with self._locked():
             state = self._read()
@@ -256,7 +257,7 @@ class ChallengeBoard:
                 self._write(state)
         return removed
 
-    def submitted_run_ids(self, records: list[Any], session_id: str) -> set[str]:
+    def submitted_run_ids(self, records: list[RunRecord], session_id: str) -> set[str]:
         """Which of this session's `records` are on the board (matched through the hashes)."""
         state = self._read()
         keys = {e["key"] for e in state["entries"]}

@@ -6,7 +6,7 @@ A run folder under the runs root (settings.runs_dir) holds
     model.weights.h5         the weights; the model is rebuilt from spec.json, then loaded
     initial_first_conv.npy   the first conv kernel before training (absent without convs)
     history.json             per-epoch loss, accuracy, val_loss, val_accuracy, lr (null = none)
-    metrics.json             test accuracy and loss, speed, parameters, epochs, stop reason
+    metrics.json             test accuracy and loss, speed, parameters, epochs, stop reason (TrainResult.summary())
     meta.json                name, dataset, class names, input shape, creation time, owner, message
     tb/train, tb/validation  TensorBoard scalars per epoch: `tensorboard --logdir runs` shows every run
 
@@ -137,16 +137,6 @@ class RunStore:
         }
         if info["prepare"] is not None:
             meta["prepare"] = info["prepare"]
-        metrics = {
-            "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss,
-            "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-            "params": result.params,
-            "epochs_completed": result.epochs_completed,
-            "stop_reason": result.stop_reason,
-            "test_size": result.test_size,
-        }
         # A fresh temporary name each time: a save killed half-way leaves its folder behind.
         temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(2)}"
         try:
@@ -154,7 +144,7 @@ class RunStore:
             temp.mkdir()
             (temp / "spec.json").write_text(spec.to_json())
             _write_json(temp / "history.json", _history_to_json(result.history))
-            _write_json(temp / "metrics.json", _finite_or_none(metrics))
+            _write_json(temp / "metrics.json", _finite_or_none(result.summary().as_dict()))
             result.model.save_weights(str(temp / "model.weights.h5"))
             if result.initial_first_conv is not None:
                 np.save(temp / "initial_first_conv.npy", np.asarray(result.initial_first_conv), allow_pickle=False)

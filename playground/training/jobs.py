@@ -13,7 +13,7 @@ is answered exactly like an unknown one.
     manager = get_manager()
     job_id = manager.submit(owner, spec)              # queued, then starting, running ...
     manager.heartbeat(owner)                          # the page is still open
-    events = manager.drain(owner, job_id)             # training events since the last drain
+    new_events = manager.drain(owner, job_id)         # the job's events (see events.py) since the last drain
     manager.pause(owner, job_id); manager.step(owner, job_id); manager.resume(owner, job_id)
     manager.stop(owner, job_id)                       # ends early; the model is evaluated and saved
     manager.stop(owner, job_id, discard=True)         # Reset: ends and throws the model away
@@ -34,7 +34,6 @@ app's end of their pipe closes, and are shut down at exit.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import multiprocessing
 import os
 import sys
@@ -47,6 +46,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
+from playground.child_process import main_module_hidden
+from playground.data.catalog import data_key
+from playground.training import events
 from playground.training import worker as worker_module
 from playground.settings import get_settings
 from playground.spec.experiment import ExperimentSpec
@@ -80,7 +82,7 @@ class JobInfo:
     epoch: int  # epochs finished so far (counting from the model's first epoch)
     epochs: int  # epochs this job trains up to (0 until training starts)
     run_id: str | None  # the saved run, once done (or stopped or failed with a checkpoint)
-    result: dict[str, Any] | None  # test_accuracy, test_loss, stop_reason, history, ... once done
+    result: events.Done | None  # once done: the result's summary numbers, message, history and save error
     continue_from: str | None  # the run whose model this job keeps training
     worker_pid: int | None  # the process training it
     submitted: float  # time.time() of submit
@@ -114,7 +116,7 @@ class _Worker:
     events: Connection  # we receive
     ready: bool = False
     job: "_Job | None" = None
-    # Data keys (see `_data_key`) of the latest jobs and "prepare" commands sent to it, oldest
+    # Data keys (see `data.catalog.data_key`) of the latest jobs and "prepare" commands sent to it, oldest
     # first: the datasets its cache probably holds, so they are not prepared again.
     prepared: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -145,12 +147,12 @@ class _Job:
     run_id: str | None = None
     checkpoint_run_id: str | None = None  # the run the worker saved after its last finished epoch
     checkpoint_epoch: int = 0  # that epoch; 0 = nothing saved yet
-    result: dict[str, Any] | None = None
+    result: events.Done | None = None
     dataset_error: bool = False
     worker: _Worker | None = None
     started: float | None = None
     finished: float | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[events.JobEvent] = field(default_factory=list)  # not drained yet, oldest first
 
 
 class JobManager:
@@ -236,7 +238,7 @@ class JobManager:
         while jobs are queued or every worker is busy, and a worker is not asked
         for data it has loaded recently.
         """
-        key = _data_key(spec)
+        key = data_key(spec)
         with self._lock:
             if self.closed or self._queue:
                 return
@@ -244,11 +246,7 @@ class JobManager:
             if w is None or key in w.prepared:
                 return
             w.remember(key)
-            self._send(w, {
-                "cmd": "prepare",
-                "spec": spec.to_json(indent=None),
-                "env": _job_env(),
-            })
+            self._send(w, events.PrepareData(spec=spec.to_json(indent=None), env=_job_env()))
 
     def info(self, owner: str, job_id: str) -> JobInfo:
         """The owner's job `job_id` as a snapshot. Raises JobError for any other job."""
@@ -260,12 +258,12 @@ class JobManager:
         with self._lock:
             return [self._snapshot(j) for j in sorted(self._jobs.values(), key=lambda j: j.submitted) if j.owner == owner]
 
-    def drain(self, owner: str, job_id: str) -> list[dict[str, Any]]:
-        """Training events of the owner's job since the last drain, oldest first (then forgotten)."""
+    def drain(self, owner: str, job_id: str) -> list[events.JobEvent]:
+        """Events of the owner's job since the last drain, oldest first (then forgotten)."""
         with self._lock:
             job = self._get(owner, job_id)
-            events, job.events = job.events, []
-            return events
+            drained, job.events = job.events, []
+            return drained
 
     def pause(self, owner: str, job_id: str) -> None:
         """Pause after the current batch; weights and optimizer state stay in the worker."""
@@ -320,13 +318,13 @@ class JobManager:
                     return self._snapshot(job)
                 self._changed.wait(min(left, 0.5))
 
-    def wait_for_event(self, owner: str, job_id: str, kind: str, timeout: float) -> bool:
-        """Block until an undrained event of type `kind` waits for the owner's job, the job ends, or `timeout` passes.
+    def wait_for_event(self, owner: str, job_id: str, kind: type[events.JobEvent], timeout: float) -> bool:
+        """Block until an undrained event of class `kind` waits for the owner's job, the job ends, or `timeout` passes.
 
         Args:
             owner: the session id that owns the job.
             job_id: the job.
-            kind: an event type, e.g. "batch".
+            kind: an event class, e.g. events.Batch.
             timeout: seconds to wait at most.
 
         Returns:
@@ -336,7 +334,7 @@ class JobManager:
         with self._lock:
             while True:
                 job = self._get(owner, job_id)
-                if any(event.get("type") == kind for event in job.events):
+                if any(isinstance(event, kind) for event in job.events):
                     return True
                 left = deadline - time.monotonic()
                 if job.state in FINAL_STATES or left <= 0:
@@ -359,7 +357,7 @@ class JobManager:
                 if job.state in ACTIVE_STATES:
                     self._finish(job, "stopped", "stopped: the app is shutting down")
             for w in workers:
-                self._send(w, {"cmd": "shutdown"})
+                self._send(w, events.Shutdown())
                 w.commands.close()
         deadline = time.monotonic() + timeout
         for w in workers:
@@ -406,13 +404,13 @@ class JobManager:
             worker_ready=bool(job.worker and job.worker.ready),
         )
 
-    def _command(self, owner: str, job_id: str, command: str) -> None:
+    def _command(self, owner: str, job_id: str, command: events.ControlAction) -> None:
         with self._lock:
             job = self._get(owner, job_id)
             if job.state == "queued" and command == "step":
                 job.step = True  # it will pause after its first epoch
             elif job.state in ("starting", "running", "paused") and not job.stop_requested:
-                self._send(job.worker, {"cmd": command, "job_id": job.job_id})
+                self._send(job.worker, events.ControlJob(job_id=job.job_id, action=command))
             elif job.state not in ("queued",):
                 raise JobError(f"The job is {self._snapshot(job).state}, so it cannot {command}.")
 
@@ -426,7 +424,7 @@ class JobManager:
             job.discard = job.discard or discard
             if discard:
                 job.message = message
-            self._send(job.worker, {"cmd": "discard" if discard else "stop", "job_id": job.job_id})
+            self._send(job.worker, events.ControlJob(job_id=job.job_id, action="discard" if discard else "stop"))
         self._changed.notify_all()
 
     def _finish(self, job: _Job, state: str, message: str = "") -> None:
@@ -439,11 +437,11 @@ class JobManager:
             job.worker.job = None
         self._changed.notify_all()
 
-    def _send(self, w: _Worker | None, message: dict[str, Any]) -> None:
+    def _send(self, w: _Worker | None, command: events.Command) -> None:
         if w is None:
             return
         try:
-            w.commands.send(message)
+            w.commands.send(command)
         except (BrokenPipeError, OSError):
             pass  # the relay thread notices the dead worker and reports its job
 
@@ -457,7 +455,7 @@ class JobManager:
             name="playground-worker",
             daemon=True,
         )
-        with _main_module_hidden():
+        with main_module_hidden():
             process.start()
         # Close our copies of the worker's ends: its death then reads as end-of-file here,
         # and ours reads as end-of-file there.
@@ -473,17 +471,16 @@ class JobManager:
             if w.job is None:
                 job = self._queue.pop(0)
                 w.job, job.worker = job, w
-                w.remember(_data_key(job.spec))
+                w.remember(data_key(job.spec))
                 job.state, job.started = "starting", time.time()
-                self._send(w, {
-                    "cmd": "run",
-                    "job_id": job.job_id,
-                    "owner": job.owner,
-                    "spec": job.spec.to_json(indent=None),
-                    "env": job.env,
-                    "continue_from": job.continue_from,
-                    "step": job.step,
-                })
+                self._send(w, events.RunJob(
+                    job_id=job.job_id,
+                    owner=job.owner,
+                    spec=job.spec.to_json(indent=None),
+                    env=job.env,
+                    continue_from=job.continue_from,
+                    step=job.step,
+                ))
 
     def _relay(self) -> None:
         last_housekeeping = 0.0
@@ -513,54 +510,54 @@ class JobManager:
             except (EOFError, OSError):
                 self._on_worker_exit(w)
 
-    def _on_event(self, w: _Worker, event: dict[str, Any]) -> None:
+    def _on_event(self, w: _Worker, message: events.WorkerMessage) -> None:
         with self._lock:
-            kind = event.get("type")
-            if kind == "ready":
+            if isinstance(message, events.Ready):
                 w.ready = True
                 self._failed_starts = 0
                 return
-            job = self._jobs.get(event.get("job_id", ""))
+            job = self._jobs.get(message.job_id)
             if job is None or job.state in FINAL_STATES:
                 return  # a job forgotten or already ended (e.g. shut down)
-            if kind == "start":
-                job.epochs = int(event.get("epochs", 0))
-                if job.state == "starting":
+            event = message.event
+            match event:
+                case events.Start():
+                    job.epochs = event.epochs
+                    if job.state == "starting":
+                        job.state = "running"
+                case events.Epoch():
+                    job.epoch = event.epoch
+                case events.Checkpoint():
+                    job.checkpoint_run_id = event.run_id
+                    job.checkpoint_epoch = event.epoch
+                case events.Paused():
+                    job.state = "paused"
+                case events.Resumed():
                     job.state = "running"
-            elif kind == "epoch":
-                job.epoch = int(event.get("epoch", job.epoch))
-            elif kind == "checkpoint":
-                job.checkpoint_run_id = event.get("run_id")
-                job.checkpoint_epoch = int(event.get("epoch", 0))
-            elif kind == "paused":
-                job.state = "paused"
-            elif kind == "resumed":
-                job.state = "running"
-            elif kind == "done":
-                job.run_id = event.get("run_id")
-                job.result = {k: v for k, v in event.items() if k not in ("type", "job_id", "run_id")}
-                job.epoch = int(event.get("epochs_completed", job.epoch))
-                message = event.get("save_error") or event.get("message", "")
-                self._finish(job, "done", message)
-            elif kind == "failed":
-                job.dataset_error = bool(event.get("dataset_error"))
-                job.run_id = event.get("run_id")  # the last checkpoint, when training had finished an epoch
-                self._finish(job, "failed", event.get("message", "training failed"))
-            elif kind == "stopped":
-                self._finish(job, "stopped", job.message or RESET)
+                case events.Done():
+                    job.run_id = event.run_id
+                    job.result = event
+                    job.epoch = event.summary.epochs_completed
+                    self._finish(job, "done", event.save_error or event.message)
+                case events.Failed():
+                    job.dataset_error = event.dataset_error
+                    job.run_id = event.run_id  # the last checkpoint, when training had finished an epoch
+                    self._finish(job, "failed", event.message)
+                case events.Stopped():
+                    self._finish(job, "stopped", job.message or RESET)
             self._append_event(job, event)
-            if kind in ("done", "failed", "stopped"):
+            if isinstance(event, events.FINAL_EVENTS):
                 self._dispatch()
             self._changed.notify_all()
 
-    def _append_event(self, job: _Job, event: dict[str, Any]) -> None:
-        if event.get("type") == "probe":
+    def _append_event(self, job: _Job, event: events.JobEvent) -> None:
+        if isinstance(event, events.Probe):
             # Only the newest feature maps matter to a page that has not looked for a while.
-            job.events = [e for e in job.events if e.get("type") != "probe"]
+            job.events = [e for e in job.events if not isinstance(e, events.Probe)]
         job.events.append(event)
         if len(job.events) > _MAX_UNDRAINED_EVENTS:
             half = len(job.events) // 2
-            job.events = [e for e in job.events[:half] if e.get("type") != "batch"] + job.events[half:]
+            job.events = [e for e in job.events[:half] if not isinstance(e, events.Batch)] + job.events[half:]
 
     def _on_worker_exit(self, w: _Worker) -> None:
         with self._lock:
@@ -579,8 +576,7 @@ class JobManager:
                     job.run_id = job.checkpoint_run_id  # the run as saved after its last finished epoch
                     message = f"{message}; {worker_module.kept_epoch_note(job.checkpoint_epoch)}"
                 self._finish(job, "stopped", message)
-                self._append_event(job, {"type": "stopped", "job_id": job.job_id, "message": job.message,
-                                         "run_id": job.run_id})
+                self._append_event(job, events.Stopped(message=job.message, run_id=job.run_id))
             if not w.ready:
                 self._failed_starts += 1
             if self._failed_starts >= _FAILED_STARTS_BEFORE_GIVING_UP:
@@ -630,36 +626,9 @@ class JobManager:
             del self._jobs[job.job_id]
 
 
-_main_lock = threading.Lock()
-
-
-def _data_key(spec: ExperimentSpec) -> tuple[Any, ...]:
-    """What decides the data a job loads (the arguments of `datasets.load_for_spec`)."""
-    return spec.data.dataset, round(spec.data.shapes_noise, 6), spec.seed
-
-
 def _job_env() -> dict[str, str]:
     """The app's settings (PLAYGROUND_* variables) a worker applies before working for it."""
     return {k: v for k, v in os.environ.items() if k.startswith(worker_module.JOB_ENV_PREFIX)}
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Start spawn children without re-running this process's `__main__` in them.
-
-    Spawn normally imports the parent's main script into the child. Under
-    Streamlit that is the page script being run (which would start the app
-    again inside the worker); from a REPL or stdin it does not exist. A worker
-    needs nothing from it, so the child sees a bare `__main__` instead.
-    """
-    with _main_lock:
-        real = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            if real is not None:
-                sys.modules["__main__"] = real
 
 
 # The manager must outlive a reload of this module (Streamlit's file watcher re-imports

@@ -2,14 +2,14 @@
 
 `train` builds the model of a spec (or continues a given one), fits it with
 Keras' `model.fit` on a seeded `tf.data` pipeline of the uint8 images, and
-reports what happens through plain-dict events: a "start" event, throttled
-"batch" events (at most about 10 per second), one "epoch" event per finished
-epoch and "probe" events with the feature maps of a probe image; an optional
+reports what happens through the training events of `events.py`: a Start,
+throttled Batch events (at most about 10 per second), one Epoch per finished
+epoch and Probe events with the feature maps of a probe image; an optional
 `on_epoch_end` hook receives the run as it stands after each finished epoch
-(what a checkpoint saves). One Keras callback does all the watching: it polls
-`should_stop`, blocks in `wait_if_paused`, enforces the spec's time budget and
-stops a run whose loss diverges (NaN, inf, or 1000 times its first value),
-putting back the weights of the last good epoch.
+(what a checkpoint saves). The watching is done by the small Keras callbacks
+of `callbacks.py`: they poll `should_stop`, block in `wait_if_paused`, enforce
+the spec's time budget and stop a run whose loss diverges (NaN, inf, or 1000
+times its first value), putting back the weights of the last good epoch.
 
 Equal specs give equal histories on the CPU: every random choice (weights,
 sampling, shuffling, dropout, augmentation) follows `spec.seed`, and the
@@ -21,7 +21,7 @@ Typical use:
 
     configure_threads()                          # once per process, before any op
     result = train(spec, load_for_spec(spec), on_progress=print)
-    result.history["val_accuracy"][-1], result.test_accuracy
+    result.history["val_accuracy"][-1], result.test_accuracy, result.summary()
 """
 
 from __future__ import annotations
@@ -29,35 +29,25 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from playground.data import datasets
-from playground.training import devices
 from playground.model import network as models
+from playground.training import callbacks, devices, events
+from playground.training.events import HISTORY_KEYS
 from playground.spec.experiment import ExperimentSpec
 from playground.spec.validation import validate
 
 # "interrupted" marks the snapshots passed to `on_epoch_end`: a run that ends there never reached its end.
 STOP_REASONS = ("completed", "stopped", "time_budget", "diverged", "interrupted")
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
-BATCH_EVENT_INTERVAL = 0.1  # seconds between two "batch" events: at most 10 per second
-DIVERGENCE_FACTOR = 1e3  # a loss this many times the first loss counts as diverged
-PROBE_BLOCKS = 2  # feature maps of this many first conv blocks are sent in "probe" events
+PROBE_BLOCKS = 2  # feature maps of this many first conv blocks are sent in Probe events
 EVAL_BATCH_SIZE = 512  # images per step when evaluating validation and test sets
-# Learning rates that train well with each optimizer, suggested when a run diverges.
-_SAFE_LEARNING_RATES = {
-    "sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01,
-    "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001,
-}
-
-Event = dict[str, Any]
 
 
 @dataclass
@@ -81,6 +71,19 @@ class TrainResult:
     params: int  # number of weights of the model
     initial_first_conv: np.ndarray | None  # (k, k, C_in, F) first conv kernel before any training; None without convs
     test_size: int = 0  # test images evaluated (always the whole test set)
+
+    def summary(self) -> events.TrainSummary:
+        """The numbers of this result, as a run's metrics.json, the "done" event and the CLI's --json give them."""
+        return events.TrainSummary(
+            test_accuracy=float(self.test_accuracy),
+            test_loss=float(self.test_loss),
+            train_seconds=float(self.train_seconds),
+            images_per_second=float(self.images_per_second),
+            params=int(self.params),
+            epochs_completed=int(self.epochs_completed),
+            stop_reason=self.stop_reason,
+            test_size=int(self.test_size),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def train(
     *,
     model: keras.Model | None = None,
     initial_epoch: int = 0,
-    on_progress: Callable[[Event], None] | None = None,
+    on_progress: Callable[[events.TrainingEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     wait_if_paused: Callable[[bool], None] | None = None,
     probe_image: np.ndarray | None = None,
@@ -194,27 +197,19 @@ def train(
             weights and, when already compiled, its optimizer state.
         initial_epoch: epochs `model` has finished; training runs epochs
             initial_epoch + 1 .. spec.train.epochs.
-        on_progress: called with each event dict (see the module docstring):
-            {"type": "start", "epochs", "initial_epoch", "steps_per_epoch", "batch_size", "params",
-             "train_size", "val_size"}
-            {"type": "batch", "epoch", "step", "steps", "seen", "loss", "accuracy",
-             "images_per_second", "elapsed"}   at most ~10 per second; for a new model a first
-             one at step 0 (no "images_per_second"): the untrained model on the first batch
-            {"type": "epoch", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-             "seconds", "images_per_second", "lr", "elapsed"}   after every finished epoch
-            {"type": "probe", "epoch", "maps": {layer_name: float32 (H, W, F)}}   when
-             `probe_image` is given: once before training (epoch = initial_epoch) and
-             after every finished epoch
-            Epochs count from 1 (epoch 0 = before training); "step" counts from 1
-            within the epoch; "seen" is images trained on in this epoch; val_*
-            are None without a validation split.
+        on_progress: called with each training event (see `events.py`): a
+            `Start`; for a new model a `Batch` at step 0 (the untrained model
+            on the first batch, images_per_second None); `Batch` events, at
+            most ~10 per second; an `Epoch` after every finished epoch; and,
+            when `probe_image` is given, a `Probe` once before training
+            (epoch = initial_epoch) and after every finished epoch.
         should_stop: polled after every batch; True stops training (reason "stopped").
         wait_if_paused: called as wait_if_paused(epoch_end) after every batch
             (False) and every epoch but the last (True); it blocks while the
             user has paused. Time spent in it is not counted anywhere.
         probe_image: one uint8 (H, W, C) image whose feature maps are sent.
         on_epoch_end: called after every finished, non-diverged epoch (after its
-            "epoch" and "probe" events, before any pause) with the run so far as
+            Epoch and Probe events, before any pause) with the run so far as
             a TrainResult: `model` is the live model with that epoch's weights
             (save or copy them before returning), `epochs_completed` counts
             that epoch, history and timings are as in the final result, the
@@ -265,36 +260,42 @@ def train(
 
     # The start and, for a new model, its untrained point go out before the probe model and
     # the input pipelines are built, so the page has its first point as early as possible.
-    if on_progress is not None:
-        on_progress({
-            "type": "start", "epochs": epochs, "initial_epoch": initial_epoch, "steps_per_epoch": steps_per_epoch,
-            "batch_size": batch_size, "params": int(model.count_params()),
-            "train_size": int(len(x_train)), "val_size": int(len(x_val)),
-        })
-        if initial_epoch == 0:
-            on_progress(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
+    emit = on_progress or (lambda event: None)
+    emit(events.Start(
+        epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        params=int(model.count_params()), train_size=int(len(x_train)), val_size=int(len(x_val)),
+    ))
+    if on_progress is not None and initial_epoch == 0:
+        emit(_untrained_point(model, x_train[:batch_size], y_train[:batch_size], steps_per_epoch))
 
     past = _past_of.get(model) or _Past({k: [] for k in HISTORY_KEYS}, None, None)
     history = {k: list(past.history.get(k, []))[:initial_epoch] for k in HISTORY_KEYS}
     initial_first_conv = past.initial_first_conv if past.initial_first_conv is not None else _first_conv_kernel(model)
 
-    watcher = _Watcher(
-        spec=spec,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        train_size=len(x_train),
-        history=history,
-        first_loss=past.first_loss,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        wait_if_paused=wait_if_paused,
-        probe=_Probe(model, probe_image) if probe_image is not None else None,
-        validation=_eval_batches(x_val, y_val) if len(x_val) else None,
-        initial_epoch=initial_epoch,
-        initial_first_conv=initial_first_conv,
-        on_epoch_end=on_epoch_end,
-    )
-    watcher.send_probe(initial_epoch)
+    state = callbacks.RunState(history)
+    clock = callbacks.Clock(batch_size, len(x_train))
+
+    def snapshot() -> TrainResult:
+        """The run as it stands after the last finished epoch, test set not evaluated (see on_epoch_end)."""
+        message = f"Interrupted after epoch {state.epochs_completed} of {epochs}, before the test set was evaluated."
+        return _result(model, state, clock, initial_first_conv, test_loss=math.nan, test_accuracy=math.nan,
+                       stop_reason="interrupted", message=message, test_size=0)
+
+    probe = _Probe(model, probe_image) if probe_image is not None else None
+    reporter = callbacks.ProgressReporter(state, clock, emit, probe.maps if probe is not None else None)
+    watchers = [
+        clock,
+        callbacks.EpochScores(state, clock, _eval_batches(x_val, y_val) if len(x_val) else None),
+        callbacks.DivergenceGuard(state, spec, past.first_loss),
+        callbacks.HistoryRecorder(state),
+        reporter,
+    ]
+    if on_epoch_end is not None:
+        watchers.append(callbacks.AfterEachEpoch(state, lambda: on_epoch_end(snapshot())))
+    watchers.append(callbacks.PauseAndStop(state, clock, wait_if_paused, should_stop))
+    if spec.train.time_budget:
+        watchers.append(callbacks.TimeBudget(state, clock, spec.train.time_budget))
+    reporter.send_probe(initial_epoch)
 
     model.fit(
         _training_batches(x_train, y_train, batch_size, spec.seed, initial_epoch, epochs),
@@ -302,33 +303,34 @@ def train(
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
         shuffle=False,  # the pipeline shuffles, by (seed, epoch)
-        callbacks=[watcher],
+        callbacks=watchers,
         verbose=0,
-    )
-    if watcher.stop_reason == "diverged":
-        model.set_weights(watcher.good_weights)
+    )  # a diverged run ends with the weights of its last good epoch (DivergenceGuard)
 
     test = model.evaluate(_eval_batches(dataset.x_test, dataset.y_test), verbose=0, return_dict=True)
     test_loss, test_accuracy = float(test["loss"]), float(test["accuracy"])
-    epochs_completed = initial_epoch + watcher.epochs_finished
     remember_history(model, history, initial_first_conv)
+    message = state.message or _final_message(
+        state.stop_reason, spec, state.epochs_completed, state.epochs_completed - initial_epoch, clock.elapsed(),
+        test_accuracy)
+    return _result(model, state, clock, initial_first_conv, test_loss=test_loss, test_accuracy=test_accuracy,
+                   stop_reason=state.stop_reason, message=message, test_size=int(len(dataset.x_test)))
+
+
+def _result(model: keras.Model, state: callbacks.RunState, clock: callbacks.Clock,
+            initial_first_conv: np.ndarray | None, *, test_loss: float, test_accuracy: float, stop_reason: str,
+            message: str, test_size: int) -> TrainResult:
+    """A TrainResult of the run as its callbacks see it now (history, epochs, timings), with the given outcome."""
     return TrainResult(
-        model=model,
-        history=history,
-        test_loss=test_loss,
-        test_accuracy=test_accuracy,
-        epochs_completed=epochs_completed,
-        train_seconds=watcher.elapsed(),
-        images_per_second=watcher.images_per_second(),
-        stop_reason=watcher.stop_reason,
-        message=watcher.message or _final_message(watcher, spec, epochs_completed, test_accuracy),
-        params=int(model.count_params()),
-        initial_first_conv=initial_first_conv,
-        test_size=int(len(dataset.x_test)),
+        model=model, history={key: list(values) for key, values in state.history.items()},
+        test_loss=test_loss, test_accuracy=test_accuracy, epochs_completed=state.epochs_completed,
+        train_seconds=clock.elapsed(), images_per_second=clock.images_per_second(),
+        stop_reason=stop_reason, message=message, params=int(model.count_params()),
+        initial_first_conv=initial_first_conv, test_size=test_size,
     )
 
 
-def _untrained_point(model: keras.Model, x: np.ndarray, y: np.ndarray, steps_per_epoch: int) -> Event:
+def _untrained_point(model: keras.Model, x: np.ndarray, y: np.ndarray, steps_per_epoch: int) -> events.Batch:
     """The curves' first point: loss and accuracy of the untrained model on the first batch.
 
     One eager forward pass (inference mode), so it reaches the page before the first
@@ -341,13 +343,13 @@ def _untrained_point(model: keras.Model, x: np.ndarray, y: np.ndarray, steps_per
         steps_per_epoch: batches per epoch (for the point's position).
 
     Returns:
-        A "batch" event at step 0 of epoch 1.
+        A Batch event at step 0 of epoch 1.
     """
     probabilities = model(x, training=False)  # (n, classes)
     loss = keras.losses.sparse_categorical_crossentropy(y, probabilities)  # (n,)
     accuracy = np.mean(np.argmax(np.asarray(probabilities), axis=-1) == y)
-    return {"type": "batch", "epoch": 1, "step": 0, "steps": steps_per_epoch, "seen": 0,
-            "loss": float(np.mean(np.asarray(loss))), "accuracy": float(accuracy), "elapsed": 0.0}
+    return events.Batch(epoch=1, step=0, steps=steps_per_epoch, seen=0, loss=float(np.mean(np.asarray(loss))),
+                        accuracy=float(accuracy), images_per_second=None, elapsed=0.0)
 
 
 def _training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
@@ -406,7 +408,7 @@ class _Probe:
 
 
 def probe_layer_names(model: keras.Model) -> list[str]:
-    """The layers whose outputs "probe" events show: the output of each of the first two conv blocks.
+    """The layers whose outputs Probe events show: the output of each of the first two conv blocks.
 
     For block b that is its last activation ("block{b}_act{c}"), or its last
     conv when the block has no activation layer.
@@ -422,219 +424,22 @@ def probe_layer_names(model: keras.Model) -> list[str]:
     return names
 
 
-class _Watcher(keras.callbacks.Callback):
-    """The one callback: progress events, stop, pause, time budget, divergence, probes, epoch-end hook."""
+def _final_message(stop_reason: str, spec: ExperimentSpec, epochs_completed: int, epochs_trained: int,
+                   seconds: float, test_accuracy: float) -> str:
+    """The result's sentence when no callback wrote one: how training ended, and the test accuracy.
 
-    def __init__(self, *, spec, steps_per_epoch, batch_size, train_size, history, first_loss,
-                 on_progress, should_stop, wait_if_paused, probe, validation, initial_epoch,
-                 initial_first_conv, on_epoch_end):
-        super().__init__()
-        self.spec = spec
-        self.epochs = spec.train.epochs
-        self.steps_per_epoch = steps_per_epoch
-        self.batch_size = batch_size
-        self.train_size = train_size
-        self.history = history
-        self.first_loss = first_loss
-        self.on_progress = on_progress
-        self.should_stop = should_stop
-        self.wait_if_paused = wait_if_paused
-        self.probe = probe
-        self.validation = validation  # batches evaluated after each finished epoch (not after a stop)
-        self.initial_epoch = initial_epoch  # epochs the model had finished before this call
-        self.initial_first_conv = initial_first_conv
-        self.on_epoch_end_hook = on_epoch_end  # receives snapshot() after every finished epoch
-        self.stop_reason = "completed"
-        self.message = ""
-        self.good_weights: list[np.ndarray] = []
-        self.epochs_finished = 0
-        self._started = time.perf_counter()
-        self._ended: float | None = None  # when fitting ended (the test evaluation is not training)
-        self._paused = 0.0  # seconds spent inside wait_if_paused
-        self._step_seconds = 0.0  # time inside train steps (first step excluded)
-        self._step_images = 0
-        self._first_step_done = False
-        self._last_batch_event = -math.inf
-
-    # -- helpers ------------------------------------------------------------
-
-    def emit(self, event: Event) -> None:
-        if self.on_progress is not None:
-            self.on_progress(event)
-
-    def send_probe(self, epoch: int) -> None:
-        if self.probe is not None:
-            self.emit({"type": "probe", "epoch": epoch, "maps": self.probe.maps()})
-
-    def elapsed(self) -> float:
-        return (self._ended or time.perf_counter()) - self._started - self._paused
-
-    def images_per_second(self) -> float:
-        return self._step_images / self._step_seconds if self._step_seconds > 0 else 0.0
-
-    def snapshot(self) -> TrainResult:
-        """The run as it stands after the last finished epoch, test set not evaluated (see `train`)."""
-        epochs_completed = self.initial_epoch + self.epochs_finished
-        return TrainResult(
-            model=self.model,
-            history={key: list(values) for key, values in self.history.items()},
-            test_loss=math.nan,
-            test_accuracy=math.nan,
-            epochs_completed=epochs_completed,
-            train_seconds=self.elapsed(),
-            images_per_second=self.images_per_second(),
-            stop_reason="interrupted",
-            message=(f"Interrupted after epoch {epochs_completed} of {self.epochs}, "
-                     f"before the test set was evaluated."),
-            params=int(self.model.count_params()),
-            initial_first_conv=self.initial_first_conv,
-        )
-
-    def _pause_point(self, epoch_end: bool) -> None:
-        if self.wait_if_paused is not None:
-            began = time.perf_counter()
-            self.wait_if_paused(epoch_end)
-            self._paused += time.perf_counter() - began
-
-    def _stop(self, reason: str, message: str = "") -> None:
-        if self.stop_reason == "completed":
-            self.stop_reason, self.message = reason, message
-        self.model.stop_training = True
-
-    def _check_stop_and_budget(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            self._stop("stopped")
-        elif self.spec.train.time_budget and self.elapsed() >= self.spec.train.time_budget:
-            self._stop("time_budget")
-
-    def _divergence(self, loss: float) -> str:
-        """The reason the loss counts as diverged, or "" when it is fine."""
-        if math.isnan(loss):
-            return "loss became NaN"
-        if math.isinf(loss):
-            return "loss became infinite"
-        if self.first_loss is None:
-            self.first_loss = loss
-        elif loss > DIVERGENCE_FACTOR * max(self.first_loss, 1e-12):
-            return f"loss grew to {loss:.3g}, over {DIVERGENCE_FACTOR:g} times its first value {self.first_loss:.3g}"
-        return ""
-
-    def _diverged(self, why: str, epoch: int) -> None:
-        lr = self.spec.train.learning_rate
-        safe = _SAFE_LEARNING_RATES.get(self.spec.train.optimizer, 0.001)
-        suggestion = safe if lr > safe else lr / 10
-        self._stop(
-            "diverged",
-            f"Training diverged at epoch {epoch} ({why}); the learning rate {lr:g} is probably too high — "
-            f"try {suggestion:g}.",
-        )
-
-    # -- Keras hooks ----------------------------------------------------------
-
-    def on_train_begin(self, logs=None):
-        self.good_weights = self.model.get_weights()  # put back if the very first epoch diverges
-        self._started = time.perf_counter()
-
-    def on_train_end(self, logs=None):
-        self._ended = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch  # 0-based, as Keras counts
-        self._epoch_began = time.perf_counter()
-        self._epoch_paused_at_start = self._paused
-        self._epoch_step_seconds = 0.0
-        self._epoch_step_images = 0
-        self._epoch_steps = 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._batch_began = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        seconds = time.perf_counter() - self._batch_began
-        images = min(self.batch_size, self.train_size - self._epoch_steps * self.batch_size)
-        self._epoch_steps += 1
-        if self._first_step_done:  # the first step traces and compiles the graph: not throughput
-            self._step_seconds += seconds
-            self._step_images += images
-            self._epoch_step_seconds += seconds
-            self._epoch_step_images += images
-        self._first_step_done = True
-
-        logs = logs or {}
-        loss = float(logs.get("loss", math.nan))
-        epoch = self._epoch + 1
-        why = self._divergence(loss)
-        if why:
-            self._diverged(why, epoch)
-            return
-
-        now = time.perf_counter()
-        if now - self._last_batch_event >= BATCH_EVENT_INTERVAL:
-            self._last_batch_event = now
-            self.emit({
-                "type": "batch", "epoch": epoch, "step": self._epoch_steps, "steps": self.steps_per_epoch,
-                "seen": min(self._epoch_steps * self.batch_size, self.train_size),
-                "loss": loss, "accuracy": float(logs.get("accuracy", math.nan)),
-                "images_per_second": self._epoch_rate(), "elapsed": self.elapsed(),
-            })
-        self._pause_point(epoch_end=False)
-        self._check_stop_and_budget()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        finished = self._epoch_steps == self.steps_per_epoch
-        if self.stop_reason == "diverged" or not finished:
-            return  # a partial or diverged epoch is not part of the history
-        loss, accuracy = float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan))
-        why = self._divergence(loss)
-        if not why and self.validation is not None:
-            # Validation here rather than in fit(): a run stopped mid-epoch skips it.
-            scores = self.model.evaluate(self.validation, verbose=0, return_dict=True)
-            val_loss, val_accuracy = float(scores["loss"]), float(scores["accuracy"])
-            why = self._divergence(val_loss)
-        else:
-            val_loss = val_accuracy = math.nan
-        if why:
-            self._diverged(why, epoch + 1)
-            return
-        values = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                  "lr": _current_learning_rate(self.model)}
-        has_validation = self.validation is not None
-        for key in HISTORY_KEYS:
-            self.history[key].append(values[key])
-        self.epochs_finished += 1
-        self.good_weights = self.model.get_weights()
-        self.emit({
-            "type": "epoch", "epoch": epoch + 1,
-            "loss": values["loss"], "accuracy": values["accuracy"],
-            "val_loss": values["val_loss"] if has_validation else None,
-            "val_accuracy": values["val_accuracy"] if has_validation else None,
-            "seconds": time.perf_counter() - self._epoch_began - (self._paused - self._epoch_paused_at_start),
-            "images_per_second": self._epoch_rate(), "lr": values["lr"], "elapsed": self.elapsed(),
-        })
-        self.send_probe(epoch + 1)
-        if self.on_epoch_end_hook is not None:
-            self.on_epoch_end_hook(self.snapshot())
-        if epoch + 1 < self.epochs and not self.model.stop_training:
-            self._pause_point(epoch_end=True)
-            self._check_stop_and_budget()
-
-    def _epoch_rate(self) -> float:
-        if self._epoch_step_seconds > 0:
-            return self._epoch_step_images / self._epoch_step_seconds
-        return self.images_per_second()
-
-
-def _current_learning_rate(model: keras.Model) -> float:
-    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-def _final_message(watcher: _Watcher, spec: ExperimentSpec, epochs_completed: int, test_accuracy: float) -> str:
+    Args:
+        stop_reason: "completed", "stopped" or "time_budget".
+        spec: the experiment.
+        epochs_completed: the model's finished epochs, earlier calls included.
+        epochs_trained: the epochs this call finished.
+        seconds: the training time of this call.
+        test_accuracy: accuracy on the test set.
+    """
     accuracy = f"test accuracy {test_accuracy:.1%}"
-    if watcher.stop_reason == "stopped":
+    if stop_reason == "stopped":
         return f"Stopped after {epochs_completed} of {spec.train.epochs} epochs: {accuracy}."
-    if watcher.stop_reason == "time_budget":
+    if stop_reason == "time_budget":
         return (f"The time budget of {spec.train.time_budget:g} s ran out after {epochs_completed} of "
                 f"{spec.train.epochs} epochs: {accuracy}.")
-    count = watcher.epochs_finished
-    return f"Trained {count} epoch{'' if count == 1 else 's'} in {watcher.elapsed():.1f} s: {accuracy}."
+    return f"Trained {epochs_trained} epoch{'' if epochs_trained == 1 else 's'} in {seconds:.1f} s: {accuracy}."

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
+from playground.training import events
+from playground.training.events import HISTORY_KEYS
 
 
 @dataclass
@@ -31,7 +31,9 @@ class RunProgress:
     params: int = 0
     train_size: int = 0
     val_size: int = 0
-    epoch_rows: list[dict[str, float]] = field(default_factory=list)  # one per finished epoch, with "epoch" (1-based)
+    # One per finished epoch: "epoch" (from 1), the HISTORY_KEYS (val_* absent without validation),
+    # "seconds" and "images_per_second".
+    epoch_rows: list[dict[str, float]] = field(default_factory=list)
     batch_points: list[tuple[float, float, float]] = field(default_factory=list)  # (epoch position, loss, accuracy)
     epoch: int = 0  # epochs finished
     step: int = 0  # batches finished in the current epoch
@@ -44,59 +46,55 @@ class RunProgress:
     job_started: float | None = None  # time.monotonic() of this job's start event
     job_first_epoch: int = 0  # epochs finished before this job began
 
-    def update(self, events: list[dict[str, Any]]) -> None:
+    def update(self, job_events: list[events.JobEvent]) -> None:
         """Fold a list of job events (oldest first) into the progress."""
-        for event in events:
+        for event in job_events:
             self.apply(event)
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Fold one job event into the progress."""
-        kind = event.get("type")
-        if kind == "start":
-            self.epochs = int(event.get("epochs", 0))
-            self.steps_per_epoch = int(event.get("steps_per_epoch", 0))
-            self.batch_size = int(event.get("batch_size", self.batch_size) or 0)
-            self.params = int(event.get("params", 0))
-            self.train_size = int(event.get("train_size", 0))
-            self.val_size = int(event.get("val_size", 0))
-            self.job_started = time.monotonic()
-            self.job_first_epoch = int(event.get("initial_epoch", self.epoch))
-            self.epoch = self.job_first_epoch
-            # A continued model keeps its curves; anything past its last saved epoch goes.
-            self.epoch_rows = [row for row in self.epoch_rows if row["epoch"] <= self.epoch]
-            self.batch_points = [pt for pt in self.batch_points if pt[0] <= self.epoch]
-            self.step = 0
-            self.paused = False
-        elif kind == "batch":
-            # "epoch" is the epoch in progress (from 1), "step" the batches done in it (from 1).
-            self.step = int(event.get("step", 0))
-            self.epoch = int(event.get("epoch", self.epoch + 1)) - 1
-            self.images_per_second = float(event.get("images_per_second", self.images_per_second))
-            steps = int(event.get("steps", self.steps_per_epoch) or 0)
-            position = self.epoch + (self.step / steps if steps else 0.0)
-            self.batch_points.append((position, float(event.get("loss", np.nan)), float(event.get("accuracy", np.nan))))
-        elif kind == "epoch":
-            row = {"epoch": float(event.get("epoch", self.epoch + 1))}  # epochs finished, from 1
-            for key in EPOCH_KEYS + ("seconds", "images_per_second"):
-                if event.get(key) is not None:
-                    row[key] = float(event[key])
-            self.epoch_rows.append(row)
-            self.epoch = int(row["epoch"])
-            self.step = 0
-            if "images_per_second" in row:
-                self.images_per_second = row["images_per_second"]
-        elif kind == "probe":
-            self.probe_maps = event.get("maps")
-            self.probe_epoch = int(event.get("epoch", self.epoch))
-        elif kind == "probe_image":
-            self.probe_image = event.get("image")
-            self.probe_label = str(event.get("label", ""))
-        elif kind == "paused":
-            self.paused = True
-        elif kind == "resumed":
-            self.paused = False
-            if self.job_started is not None:
-                self.job_started += float(event.get("paused_seconds", 0.0))  # paused time is not training time
+    def apply(self, event: events.JobEvent) -> None:
+        """Fold one job event into the progress (events it has no use for change nothing)."""
+        match event:
+            case events.Start():
+                self.epochs = event.epochs
+                self.steps_per_epoch = event.steps_per_epoch
+                self.batch_size = event.batch_size
+                self.params = event.params
+                self.train_size = event.train_size
+                self.val_size = event.val_size
+                self.job_started = time.monotonic()
+                self.job_first_epoch = self.epoch = event.initial_epoch
+                # A continued model keeps its curves; anything past its last saved epoch goes.
+                self.epoch_rows = [row for row in self.epoch_rows if row["epoch"] <= self.epoch]
+                self.batch_points = [pt for pt in self.batch_points if pt[0] <= self.epoch]
+                self.step = 0
+                self.paused = False
+            case events.Batch():
+                self.step = event.step
+                self.epoch = event.epoch - 1  # epochs finished: the one in progress counts from 1
+                if event.images_per_second is not None:  # None for the untrained model's point
+                    self.images_per_second = event.images_per_second
+                position = self.epoch + (self.step / event.steps if event.steps else 0.0)
+                self.batch_points.append((position, event.loss, event.accuracy))
+            case events.Epoch():
+                row = {"epoch": event.epoch, "loss": event.loss, "accuracy": event.accuracy,
+                       "val_loss": event.val_loss, "val_accuracy": event.val_accuracy, "lr": event.lr,
+                       "seconds": event.seconds, "images_per_second": event.images_per_second}
+                self.epoch_rows.append({key: float(value) for key, value in row.items() if value is not None})
+                self.epoch = event.epoch
+                self.step = 0
+                self.images_per_second = event.images_per_second
+            case events.Probe():
+                self.probe_maps = event.maps
+                self.probe_epoch = event.epoch
+            case events.ProbeImage():
+                self.probe_image = event.image
+                self.probe_label = event.label
+            case events.Paused():
+                self.paused = True
+            case events.Resumed():
+                self.paused = False
+                if self.job_started is not None:
+                    self.job_started += event.paused_seconds  # paused time is not training time
 
     @property
     def fraction_done(self) -> float:
@@ -117,7 +115,7 @@ class RunProgress:
 
     def history(self) -> dict[str, list[float]]:
         """Per-epoch curves: {"epoch": [...], "loss": [...], "val_loss": [...], ...}."""
-        keys = ("epoch",) + EPOCH_KEYS
+        keys = ("epoch",) + HISTORY_KEYS
         return {key: [row.get(key, np.nan) for row in self.epoch_rows] for key in keys}
 
 

@@ -1,21 +1,12 @@
 """A training worker process: imports TensorFlow once, then trains the jobs it is sent.
 
 `JobManager` (in `jobs.py`) starts each worker with the multiprocessing "spawn"
-context and talks to it over two one-way pipes:
-
-    commands (manager -> worker): {"cmd": "run", "job_id", "spec", "owner", "env",
-                                   "continue_from", "step"}
-                                  {"cmd": "pause" | "resume" | "step" | "stop" | "discard", "job_id"}
-                                  {"cmd": "prepare", "spec", "env"}: load the spec's dataset
-                                  into this process's cache while idle, so the next
-                                  job's first point does not wait for it
-                                  {"cmd": "shutdown"}
-    events   (worker -> manager): {"type": "ready", "pid"} once TensorFlow is imported, then per job
-                                  the training events of `training.train` plus
-                                  "probe_image", "paused", "resumed",
-                                  {"type": "checkpoint", "run_id", "epoch"} after an
-                                  epoch's weights are saved, and one of
-                                  "done" | "failed" | "stopped" with the job's "job_id".
+context and talks to it over two one-way pipes, with the records of
+`events.py`: commands (RunJob, ControlJob, PrepareData, Shutdown) come in;
+Ready goes out once TensorFlow is imported, then, for each job, its events
+wrapped in FromJob: the training events of `loop.train` plus ProbeImage,
+Paused, Resumed, Checkpoint after an epoch's weights are saved, and one of
+Done, Failed or Stopped at the end.
 
 Finished epochs are saved as the job's run (a checkpoint: test set not
 evaluated, stop reason "interrupted"; at most one save per CHECKPOINT_INTERVAL_S),
@@ -37,7 +28,9 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
+
+from playground.training import events
 
 if TYPE_CHECKING:  # the worker imports the training stack only once it runs
     from playground.data.datasets import Dataset
@@ -64,11 +57,11 @@ class Outbox:
         self._connection = connection
         self._lock = threading.Lock()
 
-    def send(self, event: dict[str, Any]) -> None:
-        """Send one event; a closed pipe means the app is gone, so the worker exits."""
+    def send(self, message: events.WorkerMessage) -> None:
+        """Send one message; a closed pipe means the app is gone, so the worker exits."""
         with self._lock:
             try:
-                self._connection.send(event)
+                self._connection.send(message)
             except (BrokenPipeError, EOFError, OSError):
                 os._exit(0)
 
@@ -89,20 +82,20 @@ class Control:
         self.stop_requested = False
         self.discard = False  # stop and throw the model away (Reset, or the session is gone)
 
-    def apply(self, command: str) -> None:
+    def apply(self, action: events.ControlAction) -> None:
         """Apply "pause", "resume", "step", "stop" or "discard"."""
         with self._cond:
-            if command == "pause":
+            if action == "pause":
                 self._paused = True
-            elif command == "resume":
+            elif action == "resume":
                 self._paused = False
                 self._pause_at_epoch_end = False
-            elif command == "step":
+            elif action == "step":
                 self._paused = False
                 self._pause_at_epoch_end = True
-            elif command in ("stop", "discard"):
+            elif action in ("stop", "discard"):
                 self.stop_requested = True
-                self.discard = self.discard or command == "discard"
+                self.discard = self.discard or action == "discard"
             self._cond.notify_all()
 
     def should_stop(self) -> bool:
@@ -121,19 +114,19 @@ class Control:
                 self._paused = True
             if not self._paused or self.stop_requested:
                 return
-            self._outbox.send({"type": "paused", "job_id": self.job_id, "epoch_end": epoch_end})
+            self._outbox.send(events.FromJob(self.job_id, events.Paused(epoch_end=epoch_end)))
             started = time.monotonic()
             while self._paused and not self.stop_requested:
                 self._cond.wait(0.25)
-        self._outbox.send({"type": "resumed", "job_id": self.job_id, "paused_seconds": time.monotonic() - started})
+        self._outbox.send(events.FromJob(self.job_id, events.Resumed(paused_seconds=time.monotonic() - started)))
 
 
-def main(commands: Connection, events: Connection, threads: int = 0) -> None:
+def main(commands: Connection, event_pipe: Connection, threads: int = 0) -> None:
     """Entry point of a worker process.
 
     Args:
         commands: receiving end of the manager's command pipe.
-        events: sending end of the event pipe.
+        event_pipe: sending end of the event pipe.
         threads: TensorFlow intra/inter-op threads; 0 = every core this process may use.
     """
     # Ctrl+C in the terminal reaches the whole process group; the app decides when workers stop.
@@ -143,7 +136,7 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
     # answer pages and slider moves at once while it trains, at little cost to training
     # (the server is idle most of the time).
     _lower_priority(WORKER_NICENESS)
-    outbox = Outbox(events)
+    outbox = Outbox(event_pipe)
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
@@ -155,18 +148,19 @@ def main(commands: Connection, events: Connection, threads: int = 0) -> None:
 
     training.configure_threads(threads or None, threads or None)
 
-    jobs: queue.Queue[tuple[dict[str, Any], Control | None] | None] = queue.Queue()
-    threading.Thread(target=_read_commands, args=(commands, jobs, outbox), name="commands", daemon=True).start()
-    outbox.send({"type": "ready", "pid": os.getpid()})
+    # Jobs with their controls, and data to prepare, in the order they came; None = shut down.
+    work: queue.Queue[tuple[events.RunJob, Control] | events.PrepareData | None] = queue.Queue()
+    threading.Thread(target=_read_commands, args=(commands, work, outbox), name="commands", daemon=True).start()
+    outbox.send(events.Ready(pid=os.getpid()))
     while True:
-        item = jobs.get()
+        item = work.get()
         if item is None:
             break
-        message, control = item
-        if control is None:  # a "prepare" command, not a job
-            prepare_data(message)
+        if isinstance(item, events.PrepareData):
+            prepare_data(item)
             continue
-        run_job(message, control, outbox)
+        job, control = item
+        run_job(job, control, outbox)
         gc.collect()
     os._exit(0)
 
@@ -188,37 +182,37 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _read_commands(commands: Connection, jobs: queue.Queue, outbox: Outbox) -> None:
+def _read_commands(commands: Connection, work: queue.Queue, outbox: Outbox) -> None:
     controls: dict[str, Control] = {}
     while True:
         try:
-            message = commands.recv()
+            command: events.Command = commands.recv()
         except (EOFError, OSError):
             os._exit(0)  # the app closed the pipe or died: never leave an orphan behind
-        command = message.get("cmd")
-        if command == "run":
-            control = Control(message["job_id"], outbox, step=bool(message.get("step")))
-            controls = {message["job_id"]: control}  # one job at a time; older controls are done
-            jobs.put((message, control))
-        elif command == "prepare":
-            jobs.put((message, None))
-        elif command == "shutdown":
-            for control in controls.values():
-                control.apply("discard")
-            jobs.put(None)
-            return
-        elif message.get("job_id") in controls:
-            controls[message["job_id"]].apply(command)
+        match command:
+            case events.RunJob():
+                control = Control(command.job_id, outbox, step=command.step)
+                controls = {command.job_id: control}  # one job at a time; older controls are done
+                work.put((command, control))
+            case events.PrepareData():
+                work.put(command)
+            case events.Shutdown():
+                for control in controls.values():
+                    control.apply("discard")
+                work.put(None)
+                return
+            case events.ControlJob() if command.job_id in controls:
+                controls[command.job_id].apply(command.action)
 
 
-def _apply_job_env(job: dict[str, Any]) -> None:
+def _apply_job_env(command: events.RunJob | events.PrepareData) -> None:
     """Take over the app's PLAYGROUND_* settings that came with a command (runs and data folders)."""
-    for name, value in job.get("env", {}).items():
+    for name, value in command.env.items():
         if name.startswith(JOB_ENV_PREFIX):
             os.environ[name] = value
 
 
-def prepare_data(message: dict[str, Any]) -> None:
+def prepare_data(command: events.PrepareData) -> None:
     """Load the dataset of a "prepare" command into the process's cache, quietly.
 
     Only data that is already here is loaded: a named dataset that would need a
@@ -226,15 +220,15 @@ def prepare_data(message: dict[str, Any]) -> None:
     loads the same data again and reports it.
 
     Args:
-        message: the "prepare" command: {"cmd", "spec" (JSON), "env"}.
+        command: the PrepareData command.
     """
     from playground.data import datasets
     from playground.data.catalog import is_named_dataset
     from playground.spec.experiment import ExperimentSpec
 
-    _apply_job_env(message)
+    _apply_job_env(command)
     try:
-        spec = ExperimentSpec.from_json(message["spec"])
+        spec = ExperimentSpec.from_json(command.spec)
         name = spec.data.dataset
         if is_named_dataset(name) and not any(
                 s.name == name and s.available_locally for s in datasets.dataset_status()):
@@ -244,11 +238,11 @@ def prepare_data(message: dict[str, Any]) -> None:
         pass
 
 
-def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
-    """Train one job, checkpointing finished epochs, and report how it ended ("done", "failed" or "stopped").
+def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
+    """Train one job, checkpointing finished epochs, and report how it ended (Done, Failed or Stopped).
 
     Args:
-        job: the "run" command (see the module docstring).
+        job: the RunJob command.
         control: the job's pause/step/stop state.
         outbox: where events go.
     """
@@ -257,28 +251,26 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
     from playground.training import loop as training
     from playground.spec.experiment import ExperimentSpec, SpecError
 
-    job_id = job["job_id"]
-
-    def emit(event: dict[str, Any]) -> None:
-        outbox.send({**event, "job_id": job_id})
+    def emit(event: events.JobEvent) -> None:
+        outbox.send(events.FromJob(job.job_id, event))
 
     _apply_job_env(job)
     store = runs.RunStore()
     # A new run id even when continuing: the continued run stays as it was, whatever happens to this job.
-    checkpoint = _Checkpoint(store, job.get("owner"), emit)
+    checkpoint = _Checkpoint(store, job.owner, emit)
     try:
-        spec = ExperimentSpec.from_json(job["spec"])
+        spec = ExperimentSpec.from_json(job.spec)
         dataset = datasets.load_for_spec(spec)
         model, initial_epoch = None, 0
-        if job.get("continue_from"):
+        if job.continue_from:
             # The saved model remembers its history, so the curves go on where they stopped.
-            previous = store.load(job["continue_from"])
-            model = store.load_model(job["continue_from"])
+            previous = store.load(job.continue_from)
+            model = store.load_model(job.continue_from)
             initial_epoch = int(previous.metrics.get("epochs_completed", 0))
             # `epochs` counts from the start of the model's life: train `spec.epochs` more.
             spec = spec.with_values(epochs=initial_epoch + spec.train.epochs)
         probe = dataset.x_test[0]
-        emit({"type": "probe_image", "image": probe, "label": dataset.class_names[int(dataset.y_test[0])]})
+        emit(events.ProbeImage(image=probe, label=dataset.class_names[int(dataset.y_test[0])]))
         result = training.train(
             spec,
             dataset,
@@ -291,35 +283,24 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
             on_epoch_end=lambda progress: checkpoint.save(progress, spec, dataset),
         )
     except (datasets.DatasetError, SpecError) as exc:
-        emit({"type": "failed", "message": str(exc), "dataset_error": isinstance(exc, datasets.DatasetError)})
+        emit(events.Failed(message=str(exc), dataset_error=isinstance(exc, datasets.DatasetError), run_id=None))
         return
     except Exception as exc:  # report any failure as one line; the traceback goes to the server log
         traceback.print_exc(file=sys.stderr)
         first_line = (str(exc).strip().splitlines() or [""])[0]
         message = f"Training failed: {type(exc).__name__}: {first_line}"
         kept = checkpoint.epoch  # the finished epochs stay usable as the job's run
-        emit({"type": "failed", "message": f"{message}; {kept_epoch_note(kept)}" if kept else message,
-              "dataset_error": False, "run_id": checkpoint.run_id if kept else None})
+        emit(events.Failed(message=f"{message}; {kept_epoch_note(kept)}" if kept else message,
+                           dataset_error=False, run_id=checkpoint.run_id if kept else None))
         return
     if control.discard:
         checkpoint.discard()
-        emit({"type": "stopped"})
+        emit(events.Stopped())
         return
-    summary = {
-        "test_accuracy": float(result.test_accuracy),
-        "test_loss": float(result.test_loss),
-        "epochs_completed": int(result.epochs_completed),
-        "train_seconds": float(result.train_seconds),
-        "images_per_second": float(result.images_per_second),
-        "stop_reason": result.stop_reason,
-        "message": result.message,
-        "params": int(result.params),
-        "history": {key: [float(v) for v in values] for key, values in result.history.items()},
-    }
     run_id, save_error = None, ""
     try:
         # Replaces the last checkpoint: one run per job.
-        record = store.save(result, spec, dataset, owner=job.get("owner"), run_id=checkpoint.run_id)
+        record = store.save(result, spec, dataset, owner=job.owner, run_id=checkpoint.run_id)
         run_id = record.run_id
     except Exception as exc:  # an unwritable folder must not lose the results on screen
         if checkpoint.epoch:
@@ -327,7 +308,11 @@ def run_job(job: dict[str, Any], control: Control, outbox: Outbox) -> None:
             save_error = f"The final run could not be saved ({exc}); {kept_epoch_note(checkpoint.epoch)}."
         else:
             save_error = f"The run could not be saved, so it will not appear on the other pages: {exc}"
-    emit({"type": "done", "run_id": run_id, "save_error": save_error, **summary})
+    emit(events.Done(
+        summary=result.summary(), message=result.message,
+        history={key: [float(v) for v in values] for key, values in result.history.items()},
+        run_id=run_id, save_error=save_error,
+    ))
     del result, model
     import keras
 
@@ -347,7 +332,7 @@ class _Checkpoint:
         emit: sends an event of this job to the manager.
     """
 
-    def __init__(self, store: RunStore, owner: str | None, emit: Callable[[dict[str, Any]], None]):
+    def __init__(self, store: RunStore, owner: str | None, emit: Callable[[events.JobEvent], None]):
         self.store = store
         self.owner = owner
         self.run_id: str = store.new_run_id()
@@ -356,7 +341,7 @@ class _Checkpoint:
         self._last_save = time.monotonic()  # the job's start counts as a save for the interval
 
     def save(self, progress: TrainResult, spec: ExperimentSpec, dataset: Dataset) -> None:
-        """Save the run so far (for `training.train`'s on_epoch_end) and report it with a "checkpoint" event.
+        """Save the run so far (for `training.train`'s on_epoch_end) and report it with a Checkpoint event.
 
         Args:
             progress: the TrainResult snapshot of the finished epoch.
@@ -377,7 +362,7 @@ class _Checkpoint:
             return
         self.epoch = progress.epochs_completed
         # Sent right after the save: a kill in between leaves a run one epoch ahead of what the manager knows.
-        self._emit({"type": "checkpoint", "run_id": self.run_id, "epoch": self.epoch})
+        self._emit(events.Checkpoint(run_id=self.run_id, epoch=self.epoch))
 
     def discard(self) -> None:
         """Delete the saved run (the job was reset or its session ended); never raises."""

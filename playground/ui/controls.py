@@ -22,13 +22,16 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 
 from playground.data.catalog import CATALOG
-from playground.settings import get_settings
+from playground.data.dataset import DatasetError
 from playground.spec.experiment import (
     ArchSpec, DataSpec, ExperimentSpec, PreprocessSpec, TrainSpec, field_names, get_value, with_blocks,
 )
 from playground.spec.fields import FIELDS, MAX_CONV_BLOCKS, NUMBER, SELECT, SELECT_SLIDER, SLIDER, TOGGLE
 from playground.spec.presets import PRESETS, apply_preset
 from playground.spec.validation import Problem
+from playground.ui import uploads
+from playground.ui.flash import flash
+from playground.ui.session import session_id
 
 SPEC_KEY = "pg_spec"  # the spec being edited (an ExperimentSpec)
 CLASSROOM_KEY = "pg_classroom"  # hide advanced controls
@@ -147,18 +150,15 @@ def _filters_for(blocks: int, shown: int) -> tuple[int, ...]:
 
 
 def _on_upload() -> None:
-    # The data module checks the upload and saves it under the uploads folder (the only
-    # place a browser may name); then the Playground trains on it.
-    from playground.data import datasets
-
+    # The upload is checked and kept as one of this session's datasets (under the uploads
+    # folder, the only place a browser may name); then the Playground trains on it.
     upload = st.session_state.get("pg_upload")
     if upload is None:
         return
-    importer = datasets.import_zip if upload.name.lower().endswith(".zip") else datasets.import_npz
     try:
-        path = importer(upload.getvalue(), upload.name)
-    except datasets.DatasetError as exc:
-        st.session_state["pg_flash"] = str(exc)
+        path = uploads.import_dataset(upload.getvalue(), upload.name)
+    except DatasetError as exc:
+        flash("pg", str(exc), "error")
         return
     switch_dataset(str(Path(path).resolve()))
 
@@ -236,13 +236,12 @@ def preset_ui(slots: Slots) -> str:
 
 
 def dataset_choices() -> dict[str, str]:
-    """Named datasets plus the datasets uploaded to this server, as {value: label}."""
+    """Named datasets plus the uploads this session may use (its own only, with private runs), as {value: label}."""
+    from playground.data.uploads import list_uploads
+
     choices = {name: facts.title for name, facts in CATALOG.items()}
-    uploads = get_settings().uploads_dir
-    if uploads.is_dir():
-        for path in sorted(uploads.iterdir()):
-            if path.is_dir() or path.suffix in (".zip", ".npz"):
-                choices[str(path.resolve())] = f"{path.name} (uploaded)"
+    for upload in list_uploads(session_id()):
+        choices[str(upload.path)] = f"{upload.path.name} (uploaded)"
     current = _value("dataset")
     if current not in choices:
         choices[current] = f"{Path(current).name} (uploaded)"
@@ -253,10 +252,7 @@ def data_ui(slots: Slots, classroom: bool) -> DataSpec:
     """Dataset, sample size, validation split and (for shapes) the noise level."""
     dataset = control("dataset", slots, choices=dataset_choices())
     values = _controls(DATA_CONTROLS, slots, classroom)
-    st.file_uploader("Your own data (.zip of class folders, or .npz)", type=["zip", "npz"], key="pg_upload",
-                     on_change=_on_upload,
-                     help="A .zip with one folder per class (optionally under train/ and test/), or a .npz with "
-                          "x_train, y_train, x_test, y_test.")
+    uploads.file_uploader(uploads.DATASET, key="pg_upload", on_change=_on_upload, help=uploads.DATASET_HELP)
     noise = control("shapes_noise", slots) if dataset == "shapes" else _value("shapes_noise")
     return DataSpec(dataset=dataset, shapes_noise=noise, **values)
 

@@ -35,7 +35,10 @@ def flash(page: str, message: str, kind: Kind = "ok") -> None:
 def show_flash(page: str) -> None:
     """Show and forget the message left for `page`, if any."""
     left = st.session_state.pop(_key(page), None)
-    if left is None:
-        return
-    kind, message = left
+    if left is not None:
+        notice(*left)
+
+
+def notice(kind: Kind, message: str) -> None:
+    """One result box: a success box for "ok", an error box for "error"."""
     (st.success if kind == "ok" else st.error)(message, icon=_ICONS[kind])

@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from playground.training import events
 from playground.training.jobs import FINAL_STATES, JobError, JobInfo
 from playground.training.progress import RunProgress, feature_grid, format_duration
 from playground.ui.session import job_manager, session_id
@@ -122,7 +123,7 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
     if job.state == "running":
         return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
     if job.state == "done":
-        reason = (job.result or {}).get("stop_reason", "completed")
+        reason = job.result.summary.stop_reason if job.result else "completed"
         return {"completed": "Done.", "stopped": "Stopped early; the model so far was evaluated and kept.",
                 "time_budget": "Time budget reached; the model so far was evaluated and kept.",
                 "diverged": "The loss diverged; the last good weights were kept."}.get(reason, "Done.")
@@ -175,16 +176,18 @@ def feature_maps(p: RunProgress, layers: int = 2) -> None:
 
 def result_panel(job: JobInfo) -> None:
     """Test accuracy and the other numbers of a finished job."""
-    result = job.result or {}
+    if job.result is None:
+        return
+    summary = job.result.summary
     columns = st.columns(4)
-    columns[0].metric("Test accuracy", f"{result.get('test_accuracy', float('nan')):.1%}")
-    columns[1].metric("Test loss", f"{result.get('test_loss', float('nan')):.3f}")
-    columns[2].metric("Training time", format_duration(result.get("train_seconds")))
-    columns[3].metric("Parameters", f"{result.get('params', 0):,}")
-    if result.get("save_error"):
-        st.warning(result["save_error"], icon=":material/warning:")
-    elif result.get("message"):
-        st.info(result["message"])
+    columns[0].metric("Test accuracy", f"{summary.test_accuracy:.1%}")
+    columns[1].metric("Test loss", f"{summary.test_loss:.3f}")
+    columns[2].metric("Training time", format_duration(summary.train_seconds))
+    columns[3].metric("Parameters", f"{summary.params:,}")
+    if job.result.save_error:
+        st.warning(job.result.save_error, icon=":material/warning:")
+    elif job.result.message:
+        st.info(job.result.message)
 
 
 def await_first_point(job: JobInfo | None) -> bool:
@@ -205,7 +208,7 @@ def await_first_point(job: JobInfo | None) -> bool:
     if job.state not in ("starting", "running") or not job.worker_ready or progress().batch_points:
         return False  # a fresh worker still imports TensorFlow: the live panel's refreshes show the point
     try:
-        return job_manager().wait_for_event(session_id(), job.job_id, "batch", FIRST_POINT_WAIT_SECONDS)
+        return job_manager().wait_for_event(session_id(), job.job_id, events.Batch, FIRST_POINT_WAIT_SECONDS)
     except JobError:
         return False
 

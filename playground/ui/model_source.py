@@ -9,30 +9,33 @@ its own URL.
 
 Models are kept per browser session, never in a server-wide cache: one
 loaded run (keyed by run id and the weights file's modification time) and
-one untrained model (keyed by its spec).
+one untrained model (keyed by its spec). Building them takes
+`network.BUILD_LOCK` inside the library.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
-from playground.spec.experiment import field_names
+from playground.data.dataset import Dataset
+from playground.runs.record import RunRecord
 from playground.settings import get_settings
-from playground.spec.experiment import ExperimentSpec
+from playground.spec.experiment import ExperimentSpec, field_names
+from playground.spec.url import read_url
 from playground.ui import controls
 from playground.ui.run_picker import pick_run
 from playground.ui.session import visible_runs
-from playground.spec.url import read_url
+
+if TYPE_CHECKING:  # Keras is imported only when a model is needed
+    import keras
 
 SOURCES = {"run": "A saved run", "playground": "The Playground's settings (untrained)"}
 _RUN_MODEL_KEY = "inspect_run_model"  # (run_id, weights mtime, model)
 _UNTRAINED_MODEL_KEY = "inspect_untrained_model"  # (spec_id, model)
-_BUILD_LOCK = threading.Lock()  # Keras model building is not thread-safe across sessions
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,14 @@ class Network:
         spec: its experiment.
         input_shape: (H, W, C), or None when the data cannot be read (see `data_error`).
         num_classes: number of classes, or None with `data_error`.
-        record: the saved run (a `runs.RunRecord`); None for the untrained Playground settings.
+        record: the saved run; None for the untrained Playground settings.
         data_error: why the input shape is unknown, in one sentence; "" otherwise.
     """
 
     spec: ExperimentSpec
     input_shape: tuple[int, int, int] | None
     num_classes: int | None
-    record: Any | None
+    record: RunRecord | None
     data_error: str = ""
 
     @property
@@ -73,10 +76,6 @@ def playground_spec() -> tuple[ExperimentSpec, tuple[str, ...]]:
     return (spec if isinstance(spec, ExperimentSpec) else ExperimentSpec()), ()
 
 
-def _saved_runs() -> list[Any]:
-    return visible_runs()
-
-
 def choose_network(key: str, *, label: str = "Look at") -> Network | None:
     """A choice between a saved run and the Playground's untrained settings.
 
@@ -88,7 +87,7 @@ def choose_network(key: str, *, label: str = "Look at") -> Network | None:
         The Network, or None when "a saved run" is chosen and there is none
         (the run picker then says so).
     """
-    default = 0 if _saved_runs() else 1
+    default = 0 if visible_runs() else 1
     source = st.radio(label, list(SOURCES), index=default, format_func=SOURCES.get, horizontal=True, key=f"{key}_source")
     if source == "run":
         record = pick_run(f"{key}_run")
@@ -127,7 +126,7 @@ def describe(network: Network) -> None:
         )
 
 
-def run_model(record: Any) -> Any:
+def run_model(record: RunRecord) -> keras.Model:
     """The trained Keras model of a run, loaded once per session (reloaded when its weights change).
 
     A run whose weights cannot be loaded is reported and the page stops there.
@@ -140,7 +139,7 @@ def run_model(record: Any) -> Any:
     if cached is not None and cached[:2] == (record.run_id, stamp):
         return cached[2]
     try:
-        with st.spinner("Loading the trained model…"), _BUILD_LOCK:
+        with st.spinner("Loading the trained model…"):
             model = RunStore().load_model(record.run_id)
     except RunStoreError as exc:
         st.error(str(exc), icon=":material/broken_image:")
@@ -150,28 +149,28 @@ def run_model(record: Any) -> Any:
 
 
 def untrained_model(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int,
-                    x_sample: np.ndarray | None = None) -> Any:
+                    x_sample: np.ndarray | None = None) -> keras.Model:
     """The model of `spec` with its seeded initial weights, built once per session and spec."""
-    from playground.model import network as models
+    from playground.model.network import build_model
 
     cached = st.session_state.get(_UNTRAINED_MODEL_KEY)
     cache_key = (spec.spec_id(), tuple(input_shape), num_classes)
     if cached is not None and cached[0] == cache_key:
         return cached[1]
-    with st.spinner("Building the network…"), _BUILD_LOCK:
-        model = models.build_model(spec, input_shape, num_classes, x_sample=x_sample)
+    with st.spinner("Building the network…"):
+        model = build_model(spec, input_shape, num_classes, x_sample=x_sample)
     st.session_state[_UNTRAINED_MODEL_KEY] = (cache_key, model)
     return model
 
 
-def network_model(network: Network, x_sample: np.ndarray | None = None) -> Any:
+def network_model(network: Network, x_sample: np.ndarray | None = None) -> keras.Model:
     """The Keras model of `network`: the run's trained one, or the spec's untrained one."""
     if network.trained:
         return run_model(network.record)
     return untrained_model(network.spec, network.input_shape, network.num_classes, x_sample)
 
 
-def load_data(spec: ExperimentSpec) -> Any | None:
+def load_data(spec: ExperimentSpec) -> Dataset | None:
     """The dataset of `spec` (cached per process), or None after showing why it cannot be had."""
     from playground.data import datasets
 

@@ -10,32 +10,33 @@ The configuration is mirrored into the URL, so a copied link reproduces it.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, replace
 from typing import Any
 
 import streamlit as st
 
-from playground.model import cost
 from playground.data.catalog import BUILT_IN, CATALOG, is_named_dataset
-from playground.spec.experiment import field_names
-from playground.spec.validation import check
+from playground.model import cost
+from playground.settings import get_settings
+from playground.spec.experiment import DataSpec, ExperimentSpec, TrainSpec, field_names
+from playground.spec.url import read_url, url_params
+from playground.spec.validation import Problem, check
 from playground.training.jobs import JobError, JobInfo
 from playground.training.progress import RunProgress
-from playground.settings import get_settings
-from playground.spec.experiment import DataSpec, ExperimentSpec, TrainSpec
-from playground.spec.validation import Problem
 from playground.ui import controls, home, live
-from playground.ui.session import job_manager, rate_calibration, session_id, set_current_run
-from playground.spec.url import read_url, url_params
+from playground.ui.flash import flash, show_flash
+from playground.ui.session import (
+    job_manager,
+    rate_calibration,
+    session_id,
+    set_current_run,
+)
 
+FLASH_PAGE = "pg"  # the page's slot for messages from button callbacks (see ui.flash)
 INIT_KEY = "pg_initialised"
 URL_MESSAGES_KEY = "pg_url_messages"
 RUN_SPEC_KEY = "pg_run_spec"  # spec of the current model (for Train to continue it)
-FLASH_KEY = "pg_flash"  # a message from a button callback, shown once
 URL_WRITTEN_KEY = "pg_url_written"  # the query parameters this page wrote last
-
-_BUILD_LOCK = threading.Lock()  # Keras model building is not thread-safe; sessions share the process
 
 
 # ------------------------------------------------------------------ data
@@ -99,12 +100,9 @@ def network_flops(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_c
 @st.cache_data(max_entries=256, show_spinner="Building the network…")
 def layer_rows(spec_id: str, _spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[dict[str, Any]]:
     """The layer table of an untrained model of `_spec` (pure, so cached by its architecture's spec_id)."""
-    from playground.model import network as models
+    from playground.model.network import build_model, layer_table
 
-    with _BUILD_LOCK:
-        model = models.build_model(_spec, input_shape, num_classes)
-        rows = models.layer_table(model)
-    return [asdict(row) for row in rows]
+    return [asdict(row) for row in layer_table(build_model(_spec, input_shape, num_classes))]
 
 
 def architecture_key(spec: ExperimentSpec) -> ExperimentSpec:
@@ -120,10 +118,6 @@ def same_model(a: ExperimentSpec | None, b: ExperimentSpec) -> bool:
 # ------------------------------------------------------------- callbacks
 
 
-def _flash(message: str) -> None:
-    st.session_state[FLASH_KEY] = message
-
-
 def _start(step: bool) -> None:
     spec = controls.current_spec()
     run_id = st.session_state.get("pg_run_id")
@@ -131,7 +125,7 @@ def _start(step: bool) -> None:
     try:
         job_id = job_manager().submit(session_id(), spec, continue_from=continue_from, step=step)
     except JobError as exc:
-        _flash(str(exc))
+        flash(FLASH_PAGE, str(exc), "error")
         return
     if continue_from is None:
         st.session_state[live.PROGRESS_KEY] = RunProgress()
@@ -146,7 +140,7 @@ def _job_call(method: str, **kwargs: Any) -> None:
     try:
         getattr(job_manager(), method)(session_id(), job.job_id, **kwargs)
     except JobError as exc:
-        _flash(str(exc))
+        flash(FLASH_PAGE, str(exc), "error")
 
 
 def on_train() -> None:
@@ -191,7 +185,7 @@ def on_stop() -> None:
 def on_final(job: JobInfo) -> None:
     """A job just ended: make its run the session's current model, and learn the server's speed from it."""
     st.session_state[live.SEEN_FINAL_KEY] = job.job_id
-    speed = (job.result or {}).get("images_per_second")
+    speed = job.result.summary.images_per_second if job.result is not None else None
     if speed:
         input_shape, num_classes, error = data_shape(job.spec)
         flops = None if error else network_flops(job.spec, input_shape, num_classes)
@@ -367,8 +361,7 @@ def render() -> None:
     if messages:
         st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {m}" for m in messages),
                    icon=":material/link_off:")
-    if FLASH_KEY in st.session_state:
-        st.error(st.session_state.pop(FLASH_KEY), icon=":material/error:")
+    show_flash(FLASH_PAGE)
 
     job = live.sync()
     if job is not None and not job.active and st.session_state.get(live.SEEN_FINAL_KEY) != job.job_id:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import streamlit as st
 
+from playground.runs.record import RunRecord
 from playground.ui.session import current_run_id, visible_runs
 
 
-def run_label(record: Any, mine: str | None = None) -> str:
+def run_label(record: RunRecord, mine: str | None = None) -> str:
     """One line naming a run, e.g. "My run · shapes · test acc 93.1% · 2025-01-02 10:00".
 
     A run without a test accuracy (one saved after an epoch, its training
     interrupted) shows "test acc –".
+
+    Args:
+        record: an undamaged run.
+        mine: the run id of this session's latest run, marked as such.
     """
     accuracy = record.metrics.get("test_accuracy")
     parts = [record.name or record.run_id]
@@ -26,7 +30,7 @@ def run_label(record: Any, mine: str | None = None) -> str:
     return f"{label} (this session's latest)" if record.run_id == mine else label
 
 
-def pick_run(key: str, label: str = "Run") -> Any | None:
+def pick_run(key: str, label: str = "Run") -> RunRecord | None:
     """A select box of saved runs; returns the chosen RunRecord, or None when there are none.
 
     Args:

@@ -1,25 +1,24 @@
 """Who this browser session is, its jobs, and the run it trained last.
 
-Pages use `session_id()` as the owner of jobs and runs, `current_run_id()` /
-`current_run()` / `current_model()` for the session's latest trained model,
-and `job_manager()` for background training.
+Pages use `session_id()` as the owner of jobs and runs, `current_run_id()`
+for the session's latest trained model, `visible_runs()` for the saved runs
+it may see, and `job_manager()` for background training.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.model.cost import RateCalibration
+from playground.runs.record import RunRecord
 from playground.training.jobs import JobManager, get_manager
 
 _OWNER_KEY = "pg_owner"
 _RUN_KEY = "pg_run_id"
-_MODEL_KEY = "pg_model"
 
 
 # Owner id -> Streamlit's own id of that browser session, so the job manager can ask
@@ -62,11 +61,6 @@ def rate_calibration() -> RateCalibration:
     return RateCalibration()
 
 
-def heartbeat() -> None:
-    """Tell the job manager this session is still here (starting the manager if needed)."""
-    job_manager().heartbeat(session_id())
-
-
 def touch() -> None:
     """Heartbeat only when the job manager already runs (cheap; for every page of the app)."""
     from playground.training import jobs
@@ -79,7 +73,6 @@ def touch() -> None:
 def set_current_run(run_id: str | None) -> None:
     """Remember `run_id` as the session's current model (None forgets it)."""
     st.session_state[_RUN_KEY] = run_id
-    st.session_state.pop(_MODEL_KEY, None)
 
 
 def current_run_id() -> str | None:
@@ -95,7 +88,7 @@ def current_run_id() -> str | None:
     return mine[0].run_id if mine else None
 
 
-def visible_runs(include_damaged: bool = False) -> list[Any]:
+def visible_runs(include_damaged: bool = False) -> list[RunRecord]:
     """The saved runs this session may see, newest first.
 
     All of them on a personal server; with PLAYGROUND_PRIVATE_RUNS=1 (a class on one
@@ -114,35 +107,3 @@ def visible_runs(include_damaged: bool = False) -> list[Any]:
         me = session_id()
         return [r for r in records if not r.damaged and r.owner in (me, None)]
     return records if include_damaged else [r for r in records if not r.damaged]
-
-
-def current_run() -> Any | None:
-    """The RunRecord of `current_run_id()`, or None (no run, or its folder is gone)."""
-    run_id = current_run_id()
-    if not run_id:
-        return None
-    from playground.runs.store import RunStore
-
-    try:
-        record = RunStore().load(run_id)
-    except Exception:
-        return None
-    return None if record.damaged else record
-
-
-def current_model() -> Any | None:
-    """The Keras model of the current run, loaded from its folder once per session."""
-    run_id = current_run_id()
-    if not run_id:
-        return None
-    cached = st.session_state.get(_MODEL_KEY)
-    if cached is not None and cached[0] == run_id:
-        return cached[1]
-    from playground.runs.store import RunStore
-
-    try:
-        model = RunStore().load_model(run_id)
-    except Exception:
-        return None
-    st.session_state[_MODEL_KEY] = (run_id, model)
-    return model

@@ -1,0 +1,125 @@
+"""The Your data page: upload a .zip of class folders (or a .npz), look at it, and train on it.
+
+The upload is checked and read by `ui.uploads.import_dataset` (with
+`data.uploads.import_upload` (in a child process): path traversal, zip bombs, too
+many files and classes with too few images are refused with one message) and saved as a .npz under the uploads folder, the only place a
+Playground link may point at. "Train on this dataset" opens the Playground
+with `?dataset=<file name>`, which the Playground resolves inside the uploads
+folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from playground.data import folders as folder_datasets
+from playground.data.dataset import Dataset, DatasetError
+from playground.data.datasets import load_dataset
+from playground.settings import get_settings
+from playground.ui import uploads
+
+if TYPE_CHECKING:
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+SAMPLES_PER_CLASS = 8  # example images shown per class
+MAX_CLASSES_SHOWN = 20  # classes with example rows (the chart shows all)
+SAMPLE_SIDE = 64  # pixels per example image on screen
+_UPLOADS_KEY = "your_data_uploads"  # {file_id: (path or None, message)} of this session
+
+
+def render() -> None:
+    """Draw the Your data page."""
+    st.title("Your data")
+    st.write(
+        "Train on your own pictures: zip a folder with **one sub-folder per class** (optionally split into "
+        "`train/` and `test/` folders) and upload it. A `.npz` with `x_train`, `y_train`, `x_test`, `y_test` works too."
+    )
+    with st.expander("Layout of the zip"):
+        st.code("pets.zip\n  cat/  001.jpg 002.jpg ...\n  dog/  001.jpg ...\n\nor\n\npets.zip\n  train/cat/...  train/dog/...\n  test/cat/...   test/dog/...", language="text")
+    upload = uploads.file_uploader(uploads.dataset_label_with_limit(), key="your_data_upload")
+    if upload is None:
+        st.caption("Nothing uploaded yet.")
+        return
+    path, message = import_upload(upload)
+    if path is None:
+        st.error(message, icon=":material/block:")
+        return
+    st.success(f"{upload.name} is ready to train on.")
+    try:
+        show_dataset(Path(path))
+    except DatasetError as exc:
+        st.error(str(exc).splitlines()[0], icon=":material/block:")
+
+
+def import_upload(upload: UploadedFile) -> tuple[Path | None, str]:
+    """Import one uploaded file once per session: (saved path, "") or (None, one-line reason)."""
+    done: dict = st.session_state.setdefault(_UPLOADS_KEY, {})
+    if upload.file_id not in done:
+        try:
+            done[upload.file_id] = (uploads.import_dataset(upload.getvalue(), upload.name), "")
+        except DatasetError as exc:
+            done[upload.file_id] = (None, str(exc).splitlines()[0])
+    return done[upload.file_id]
+
+
+def class_count_chart(ds: Dataset) -> go.Figure:
+    """Training and test images per class, stacked bars."""
+    classes = list(ds.class_names)
+    train = np.bincount(ds.y_train, minlength=len(classes))
+    test = np.bincount(ds.y_test, minlength=len(classes))
+    figure = go.Figure([
+        go.Bar(name="training", x=classes, y=train, marker_color="#4c78a8"),
+        go.Bar(name="test", x=classes, y=test, marker_color="#f58518"),
+    ])
+    figure.update_layout(barmode="stack", height=300, margin={"l": 4, "r": 4, "t": 10, "b": 4},
+                         yaxis_title="images", legend={"orientation": "h"})
+    return figure
+
+
+def sample_row(ds: Dataset, class_index: int) -> np.ndarray | None:
+    """Up to SAMPLES_PER_CLASS training images of a class side by side: uint8 (side, n * side, 3)."""
+    picks = np.flatnonzero(ds.y_train == class_index)[:SAMPLES_PER_CLASS]
+    if picks.size == 0:
+        return None
+    images = ds.x_train[picks]  # (n, H, W, C)
+    if images.shape[3] == 1:
+        images = np.repeat(images, 3, axis=3)
+    factor = max(1, SAMPLE_SIDE // max(images.shape[1:3]))
+    images = np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
+    gap = np.full((images.shape[1], 4, 3), 255, np.uint8)
+    return np.concatenate([part for image in images for part in (image, gap)][:-1], axis=1)
+
+
+def show_dataset(path: Path) -> None:
+    """The saved dataset: its counts, images per class, the link to train on it, and example images."""
+    ds = load_dataset(str(path))
+    h, w, c = ds.input_shape
+    cols = st.columns(5)
+    cols[0].metric("Classes", ds.num_classes)
+    cols[1].metric("Training images", f"{len(ds.x_train):,}")
+    cols[2].metric("Test images", f"{len(ds.x_test):,}")
+    cols[3].metric("Image size", f"{h}x{w} {'gray' if c == 1 else 'RGB'}")
+    cols[4].metric("Skipped files", ds.skipped, help="Files that are not readable images, or lie outside the class folders.")
+    st.caption(
+        f"Class names come from the folder names. A test/ folder is used for testing when the zip has one; otherwise "
+        f"{folder_datasets.TEST_FRACTION:.0%} of each class is held out (the same images for every run). Images are "
+        f"resized to the most common size, at most {folder_datasets.MAX_IMAGE_SIDE}x{folder_datasets.MAX_IMAGE_SIDE}."
+    )
+    st.plotly_chart(class_count_chart(ds), key="your_data_counts")
+    st.page_link(
+        "pages/1_Playground.py", label="Train on this dataset", icon=":material/rocket_launch:",
+        query_params={"dataset": path.resolve().relative_to(get_settings().uploads_dir.resolve()).as_posix(),
+                      "preset": "default"},
+    )
+    st.subheader("Examples")
+    for index, name in enumerate(ds.class_names[:MAX_CLASSES_SHOWN]):
+        row = sample_row(ds, index)
+        if row is not None:
+            st.image(row, caption=name)
+    if ds.num_classes > MAX_CLASSES_SHOWN:
+        st.caption(f"Examples are shown for the first {MAX_CLASSES_SHOWN} of {ds.num_classes} classes.")
