@@ -6,6 +6,7 @@ Screenshots: test-artifacts/predict_upload.png, predict_drawing.png, your_data.p
 from __future__ import annotations
 
 import io
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -133,7 +134,8 @@ def test_your_data_upload_and_train_link(page, app_server, tmp_path):
     screenshot(page, "your_data")
 
     link = page.locator('a:has-text("Train on this dataset")')
-    assert link.get_attribute("href").startswith("Playground?dataset=colours-")
+    # The upload is kept in this browser session's own folder under the uploads folder.
+    assert re.match(r"Playground\?dataset=[0-9a-f]{16}%2Fcolours-[0-9a-f]{12}\.npz&", link.get_attribute("href"))
     link.click()
     try:
         wait_until(lambda: "/Playground" in page.url, 30, "")
