@@ -20,8 +20,11 @@ import streamlit as st
 from playground.data import folders as folder_datasets
 from playground.data.dataset import Dataset, DatasetError
 from playground.data.datasets import load_dataset
+from playground.data.uploads import clear_uploads, delete_upload, folder_bytes, list_uploads
 from playground.settings import get_settings
 from playground.ui import uploads
+from playground.ui.flash import flash, show_flash
+from playground.ui.session import session_id
 
 if TYPE_CHECKING:
     from streamlit.runtime.uploaded_file_manager import UploadedFile
@@ -41,19 +44,69 @@ def render() -> None:
     )
     with st.expander("Layout of the zip"):
         st.code("pets.zip\n  cat/  001.jpg 002.jpg ...\n  dog/  001.jpg ...\n\nor\n\npets.zip\n  train/cat/...  train/dog/...\n  test/cat/...   test/dog/...", language="text")
+    show_flash("your_data")
     upload = uploads.file_uploader(uploads.dataset_label_with_limit(), key="your_data_upload")
     if upload is None:
         st.caption("Nothing uploaded yet.")
+    else:
+        path, message = import_upload(upload)
+        if path is None:
+            st.error(message, icon=":material/block:")
+        else:
+            st.success(f"{upload.name} is ready to train on.")
+            try:
+                show_dataset(Path(path))
+            except DatasetError as exc:
+                st.error(str(exc).splitlines()[0], icon=":material/block:")
+    your_uploads()
+    teacher_cleanup()
+
+
+def your_uploads() -> None:
+    """This session's stored uploads, their disk use against the quota, and deleting one."""
+    mine = [u for u in list_uploads(session_id()) if u.mine]
+    if not mine:
         return
-    path, message = import_upload(upload)
-    if path is None:
-        st.error(message, icon=":material/block:")
-        return
-    st.success(f"{upload.name} is ready to train on.")
+    settings = get_settings()
+    st.subheader("Your uploads")
+    used = sum(u.size for u in mine)
+    st.caption(f"{used / 1024**2:,.1f} MB of your {settings.upload_quota_mb:,} MB. Uploads stay on this server until "
+               "you delete them or the teacher clears old ones.")
+    st.dataframe({"dataset": [u.label for u in mine], "MB": [round(u.size / 1024**2, 2) for u in mine]},
+                 hide_index=True)
+    by_path = {str(u.path): u for u in mine}
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Upload", list(by_path), format_func=lambda p: by_path[p].label, key="your_data_delete_pick")
+    right.button("Delete", key="your_data_delete", on_click=_delete_upload, args=(chosen,), icon=":material/delete:")
+
+
+def _delete_upload(path: str) -> None:
     try:
-        show_dataset(Path(path))
+        delete_upload(Path(path), session_id())
     except DatasetError as exc:
-        st.error(str(exc).splitlines()[0], icon=":material/block:")
+        flash("your_data", str(exc), "error")
+        return
+    flash("your_data", f"Deleted {Path(path).name}.")
+
+
+def teacher_cleanup() -> None:
+    """The teacher frees disk space: uploads (and runs) not changed for some days are deleted."""
+    settings = get_settings()
+    with st.expander("Teacher: free disk space"):
+        if not settings.teacher_code:
+            st.caption("Start the server with a teacher code (PLAYGROUND_TEACHER_CODE, or `python -m playground serve "
+                       "--classroom`) to clear old uploads and runs from here.")
+            return
+        code = st.text_input("Teacher code", type="password", key="your_data_teacher_code")
+        days = st.slider("Not changed for at least (days)", 1, 90, 30, key="your_data_clear_days")
+        st.caption(f"All uploads take {folder_bytes(settings.uploads_dir) / 1024**2:,.0f} MB of "
+                   f"{settings.uploads_total_mb:,} MB.")
+        if st.button("Clear old uploads", key="your_data_clear", icon=":material/delete_sweep:"):
+            if not settings.is_teacher_code(code):
+                st.error("The teacher code is wrong, so nothing was deleted.", icon=":material/block:")
+            else:
+                count, freed = clear_uploads(older_than_days=days)
+                st.success(f"Deleted {count} upload(s), {freed / 1024**2:,.1f} MB.")
 
 
 def import_upload(upload: UploadedFile) -> tuple[Path | None, str]:
