@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from playground.data.images import ImageError, prepare_for_model, read_image
+from playground.analysis.familiarity import TrainingLook, unfamiliar
+from playground.data.images import ImageError, read_image
+from playground.data.prepare import MNIST_FILL, prepare_for_model
 from playground.runs.record import RunRecord
+from playground.spec.experiment import ExperimentSpec
 
 if TYPE_CHECKING:  # Keras and the store import TensorFlow; they are imported only when a model is loaded
     import keras
@@ -39,17 +42,18 @@ if TYPE_CHECKING:  # Keras and the store import TensorFlow; they are imported on
     from playground.runs.store import RunStore
 
 # How pictures are prepared for networks trained on the named datasets, as
-# `data.datasets.prepare_options` decides from the images themselves (a test checks
-# the built-in ones agree): light strokes on a dark background for the MNIST
-# family, and MNIST's digit layout (centred by mass) for MNIST alone.
+# `data.datasets.prepare_options` finds it in the images themselves (a test checks
+# the built-in ones agree; MNIST's is its documented preparation): light strokes on
+# a dark background for the MNIST family, the share of the frame the content fills,
+# and whether it is centred by its centre of mass (MNIST) or by its box.
 NAMED_PREPARE_OPTIONS = {
-    "mnist": {"light_on_dark": True, "center": True},
-    "fashion_mnist": {"light_on_dark": True, "center": False},
-    "digits": {"light_on_dark": True, "center": False},
-    "shapes": {"light_on_dark": True, "center": False},
-    "cifar10": {"light_on_dark": False, "center": False},
+    "mnist": {"light_on_dark": True, "center": True, "fill": round(MNIST_FILL, 2)},
+    "fashion_mnist": {"light_on_dark": True, "center": False, "fill": 1.0},
+    "digits": {"light_on_dark": True, "center": False, "fill": 1.0},
+    "shapes": {"light_on_dark": True, "center": False, "fill": 0.68},
+    "cifar10": {"light_on_dark": False, "center": False, "fill": 1.0},
 }
-_PHOTO_OPTIONS = {"light_on_dark": False, "center": False}
+_PHOTO_OPTIONS = {"light_on_dark": False, "center": False, "fill": 1.0}
 
 # Large images are decoded at a reduced scale, never below this side (pixels).
 _MIN_DECODE_SIDE = 256
@@ -87,6 +91,9 @@ class Prediction:
         seconds: server time for decode + prepare + forward pass.
         pixels: uint8 (h, w, C), the decoded picture before preparation (large
             JPEGs are decoded at a reduced scale), for showing next to `image`.
+        steps: (caption, uint8 picture) per preparation step, ending with `image`.
+        warning: one sentence when the picture looks unlike the training images or
+            the network is unsure (`analysis.familiarity.unfamiliar`); "" otherwise.
     """
 
     name: str
@@ -99,6 +106,8 @@ class Prediction:
     note: str
     seconds: float
     pixels: np.ndarray
+    steps: tuple[tuple[str, np.ndarray], ...] = ()
+    warning: str = ""
 
     @property
     def confidence(self) -> float:
@@ -124,23 +133,38 @@ class PredictionFailure:
     message: str
 
 
-def prepare_options_for(dataset: str, stored: Mapping[str, Any] | None = None) -> dict[str, bool]:
+def training_look(spec: ExperimentSpec) -> TrainingLook | None:
+    """Statistics of the training images of `spec`'s dataset, or None when they cannot be read here."""
+    from playground.data.datasets import DatasetError, load_for_spec
+
+    try:
+        return TrainingLook.of(load_for_spec(spec).x_train)
+    except (DatasetError, OSError, ValueError):
+        return None
+
+
+def prepare_options_for(dataset: str, stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How to prepare outside pictures for a network trained on `dataset`.
 
     Args:
         dataset: a spec's dataset (a name, or the path of your own data).
-        stored: options saved with the run or bundle ({"light_on_dark", "center"}),
-            used first when present.
+        stored: options saved with the run or bundle ({"light_on_dark", "center"[, "fill"]}),
+            used first when present; without "fill" (older bundles) MNIST's 20/28 goes with
+            centring by mass and the whole frame with centring by box.
 
     Returns:
-        {"light_on_dark": bool, "center": bool}, the keyword arguments of
-        `data.images.prepare_for_model`. For your own data the images are looked
+        {"light_on_dark": bool, "center": bool, "fill": float}, the keyword arguments of
+        `data.prepare.prepare_for_model`. For your own data the images are looked
         at (`data.datasets.prepare_options`); data that cannot be read any more
         counts as photos.
     """
     if stored and isinstance(stored.get("light_on_dark"), bool):
         light = stored["light_on_dark"]
-        return {"light_on_dark": light, "center": light and bool(stored.get("center", False))}
+        center = light and bool(stored.get("center", False))
+        fill = stored.get("fill")
+        if not isinstance(fill, (int, float)) or isinstance(fill, bool) or not 0.1 <= fill <= 1.0:
+            fill = round(MNIST_FILL, 2) if center else 1.0
+        return {"light_on_dark": light, "center": center, "fill": float(fill)}
     if dataset in NAMED_PREPARE_OPTIONS:
         return dict(NAMED_PREPARE_OPTIONS[dataset])
     from playground.data.datasets import DatasetError, load_dataset, prepare_options
@@ -160,13 +184,16 @@ class Predictor:
         class_names: one name per output unit.
         light_on_dark: whether the training images were light on dark
             (MNIST family); dark-on-light inputs are then inverted.
-        center: lay pictures out as MNIST digits (cropped, fitted in a
-            20x20 box, centred by mass); only with `light_on_dark`.
+        center: centre the content by its centre of mass (MNIST) rather than its
+            box; only with `light_on_dark`.
+        fill: the share of the frame the content fills (MNIST: 20/28).
+        look: statistics of the training images, to tell pictures unlike them;
+            None when the training images are not at hand.
         run_id: the run the model belongs to (informational).
     """
 
     def __init__(self, model: keras.Model, class_names: Sequence[str], *, light_on_dark: bool, center: bool = False,
-                 run_id: str = ""):
+                 fill: float | None = None, look: TrainingLook | None = None, run_id: str = ""):
         input_shape = tuple(int(d) for d in model.input_shape[1:])
         outputs = int(model.output_shape[-1])
         if len(input_shape) != 3:
@@ -182,6 +209,8 @@ class Predictor:
         self.input_shape: tuple[int, int, int] = input_shape  # (H, W, C)
         self.light_on_dark = bool(light_on_dark)
         self.center = bool(center) and self.light_on_dark
+        self.fill = fill
+        self.look = look
         self.run_id = run_id
         # Decode at least this size (MNIST-style centring crops the content, so keep detail).
         side = max(_MIN_DECODE_SIDE, 4 * max(input_shape[:2]))
@@ -225,7 +254,7 @@ class Predictor:
         except (OSError, ValueError, KeyError) as exc:
             raise PredictError(f"The model of run {run_id!r} could not be loaded: {_first_line(exc)}") from None
         options = prepare_options_for(record.spec.data.dataset, stored_options(record))
-        return cls(model, record.class_names, run_id=run_id, **options)
+        return cls(model, record.class_names, look=training_look(record.spec), run_id=run_id, **options)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of prepared images.
@@ -257,14 +286,15 @@ class Predictor:
         """
         started = time.perf_counter() if started is None else started
         prepared = prepare_for_model(pixels, self.input_shape, invert=invert, light_on_dark=self.light_on_dark,
-                                     center=self.center)
+                                     center=self.center, fill=self.fill)
         image = np.asarray(prepared.array, dtype=np.float32)  # (H, W, C) 0..255
         probs = self.probabilities(image[None])[0]  # (num_classes,)
         index = int(np.argmax(probs))
         return Prediction(
             name=name, label=self.class_names[index], class_index=index, probabilities=probs,
             class_names=self.class_names, image=image, inverted=bool(prepared.inverted), note=prepared.note,
-            seconds=time.perf_counter() - started, pixels=np.asarray(pixels),
+            seconds=time.perf_counter() - started, pixels=np.asarray(pixels), steps=prepared.steps,
+            warning=unfamiliar(image, pixels, probs, self.look),
         )
 
     def predict_bytes(self, data: bytes, name: str = "", *, invert: str = "auto") -> Prediction:

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -161,17 +161,50 @@ def dataset_status() -> list[DatasetStatus]:
     return statuses
 
 
-def prepare_options(ds: Dataset) -> dict[str, bool]:
-    """Keyword arguments of `images.prepare_for_model` that suit images for a model trained on `ds`.
+def prepare_options(ds: Dataset) -> dict[str, Any]:
+    """Keyword arguments of `prepare.prepare_for_model` that make outside pictures look like `ds`'s images.
+
+    Looked up in the images themselves (a sample of up to 500): whether they are
+    light strokes on a dark background (the MNIST family), how much of the frame
+    their content fills, and whether it is centred by its centre of mass (MNIST)
+    or by its bounding box (Fashion-MNIST).
 
     Returns:
-        {"light_on_dark": gray images on a dark background (MNIST family),
-         "center": lay drawings out like MNIST digits (only for "mnist")}.
+        {"light_on_dark": bool, "center": bool (by mass), "fill": float (0..1)}.
     """
     sample = ds.x_train[:: max(1, len(ds.x_train) // 500)]
     frame = np.concatenate([sample[:, 0], sample[:, -1], sample[:, :, 0], sample[:, :, -1]], axis=1)
     light_on_dark = ds.input_shape[2] == 1 and float(np.median(frame)) < 64
-    return {"light_on_dark": light_on_dark, "center": light_on_dark and ds.name == "mnist"}
+    if not light_on_dark:
+        return {"light_on_dark": False, "center": False, "fill": 1.0}
+    fill, by_mass = _content_layout(sample[..., 0].astype(np.float32))
+    return {"light_on_dark": True, "center": by_mass, "fill": fill}
+
+
+def _content_layout(images: np.ndarray) -> tuple[float, bool]:
+    """(median share of the frame the content's box fills, whether the centre of mass is what is centred).
+
+    Args:
+        images: float32 (n, H, W), light content on a dark background.
+    """
+    n, height, width = images.shape
+    peak = images.reshape(n, -1).max(axis=1)[:, None, None]
+    content = (images > 0.25 * peak) & (peak > 0)
+    rows, cols = content.any(axis=2), content.any(axis=1)  # (n, H), (n, W)
+    has = rows.any(axis=1)
+    if not has.any():
+        return 1.0, False
+    rows, cols, weights = rows[has], cols[has], (images * content)[has]
+    first_row, last_row = rows.argmax(axis=1), height - 1 - rows[:, ::-1].argmax(axis=1)
+    first_col, last_col = cols.argmax(axis=1), width - 1 - cols[:, ::-1].argmax(axis=1)
+    fill = np.maximum((last_row - first_row + 1) / height, (last_col - first_col + 1) / width)
+    total = weights.sum(axis=(1, 2))
+    mass_y = (weights.sum(axis=2) * np.arange(height)).sum(axis=1) / total
+    mass_x = (weights.sum(axis=1) * np.arange(width)).sum(axis=1) / total
+    centre_y, centre_x = (height - 1) / 2, (width - 1) / 2
+    mass_offset = np.hypot(mass_y - centre_y, mass_x - centre_x)
+    box_offset = np.hypot((first_row + last_row) / 2 - centre_y, (first_col + last_col) / 2 - centre_x)
+    return round(float(np.median(fill)), 2), bool(np.median(mass_offset) < np.median(box_offset))
 
 
 def clear_cache() -> None:

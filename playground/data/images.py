@@ -1,4 +1,4 @@
-"""Safe decoding of untrusted image bytes, and turning a picture into a model input.
+"""Safe decoding of untrusted image bytes.
 
 `decode_image` is the one door through which uploaded or folder images enter
 the playground: it refuses decompression bombs before decoding, applies the
@@ -7,15 +7,12 @@ onto white and converts every Pillow mode to uint8 gray (C = 1) or RGB (C = 3).
 Anything it cannot use raises `ImageError` with a one-line reason a person
 can act on.
 
-`prepare_for_model` takes decoded pixels to what a network trained on a
-given dataset expects: its size and channels, light-on-dark polarity for the
-MNIST family, and MNIST's digit layout (a 20x20 box centred by mass in 28x28).
+`data.prepare` then makes decoded pixels look like a dataset's training images.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import threading
 import warnings
 from dataclasses import dataclass
@@ -348,193 +345,3 @@ def _error(name: str, reason: str) -> ImageError:
     if name:
         return ImageError(f"{name}: {reason}")
     return ImageError(reason[0].upper() + reason[1:])
-
-
-# ---------------------------------------------------------------------------
-# From decoded pixels to a model input.
-# ---------------------------------------------------------------------------
-
-INVERT_CHOICES = ("auto", "always", "never")
-# MNIST digits: the digit fits a 20x20 box inside the 28x28 image.
-_DIGIT_BOX_FRACTION = 20 / 28
-# Work on at most this many pixels along the longer side (a strided view of larger arrays).
-_WORK_SIDE = 384
-# ITU-R 601 luma, as Pillow's "L" conversion.
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedImage:
-    """An image as a model takes it, and what was done to get there."""
-
-    array: np.ndarray  # float32 (H, W, C) in 0..255: the model input for one image
-    inverted: bool  # True when dark-on-light was turned into light-on-dark
-    note: str  # short human summary, e.g. "resized 640x480 to 28x28, gray, inverted, centred by mass"
-
-
-def prepare_for_model(
-    pixels: np.ndarray,
-    input_shape: tuple[int, int, int],
-    *,
-    invert: str = "auto",
-    light_on_dark: bool = True,
-    center: bool = True,
-) -> PreparedImage:
-    """Turn decoded pixels into the input a model trained on some dataset expects.
-
-    Args:
-        pixels: uint8 (or 0..255 float) array (H, W), (H, W, 1), (H, W, 3) or
-            (H, W, 4); a fourth channel is alpha and is composited on white.
-        input_shape: (height, width, channels) of the model input, channels 1 or 3.
-        invert: "auto" inverts a light-background picture when the dataset
-            is light-on-dark; "always" or "never" decide by hand.
-        light_on_dark: the dataset shows light objects on a dark background
-            (MNIST, Fashion-MNIST). Then the background is also pulled to 0
-            and the brightest strokes to 255.
-        center: lay the content out as MNIST digits are: cropped to its
-            bounding box, fitted in a 20x20 box (scaled to the input size)
-            and centred by centre of mass. Only used when `light_on_dark`.
-            Without it the whole picture is fitted, keeping its aspect, and
-            padded with the background.
-
-    Returns:
-        PreparedImage with a float32 (H, W, C) array in 0..255.
-    """
-    height, width, channels = _check_input_shape(input_shape)
-    if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}. Received: invert={invert!r}")
-    source_h, source_w = np.shape(pixels)[:2]
-    image = _as_float_rgb_or_gray(pixels)  # float32 (h, w, 1 or 3)
-    notes = [f"resized {source_w}x{source_h} to {width}x{height}"]
-
-    if channels == 1 and image.shape[2] == 3:
-        image = (image @ _LUMA)[:, :, np.newaxis]
-        notes.append("gray")
-    elif channels == 3 and image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-        notes.append("gray to RGB")
-
-    luma = image[:, :, 0] if channels == 1 else image @ _LUMA
-    background = float(np.median(_border(luma)))
-    inverted = invert == "always" or (invert == "auto" and light_on_dark and background > 127.5)
-    if inverted:
-        image = 255.0 - image
-        luma = 255.0 - luma
-        background = 255.0 - background
-        notes.append("inverted (dark on light)")
-
-    if light_on_dark:
-        # Pull the background to 0 and the strokes to 255, as in MNIST.
-        top = float(np.percentile(luma, 99.5))
-        if top - background >= 16:
-            image = np.clip((image - background) * (255.0 / (top - background)), 0, 255)
-        else:
-            notes.append("blank")
-            center = False
-        pad_value = np.zeros(image.shape[2], np.float32)
-    else:
-        pad_value = np.median(_border(image), axis=0).astype(np.float32)
-
-    if light_on_dark and center:
-        placed = _center_by_mass(image, height, width)
-        if placed is None:
-            out = _fit_and_pad(image, height, width, pad_value)
-        else:
-            out = placed
-            notes.append("centred by mass")
-    else:
-        out = _fit_and_pad(image, height, width, pad_value)
-    return PreparedImage(array=np.ascontiguousarray(out, dtype=np.float32), inverted=inverted, note=", ".join(notes))
-
-
-def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    try:
-        height, width, channels = (int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}") from None
-    if height < 1 or width < 1 or channels not in (1, 3):
-        raise ValueError(f"input_shape needs a positive size and 1 or 3 channels. Received: input_shape={input_shape!r}")
-    return height, width, channels
-
-
-def _as_float_rgb_or_gray(pixels: np.ndarray) -> np.ndarray:
-    """(H, W[, C]) pixels -> float32 (h, w, 1 or 3), large inputs shrunk by an integer stride."""
-    array = np.asarray(pixels)
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(f"pixels must be (H, W) or (H, W, C) with C = 1, 3 or 4. Received: shape={array.shape}")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"pixels must be numbers in 0..255. Received: dtype={array.dtype}")
-    # A phone photo needs no more than a few hundred pixels to become 28x28 or 32x32:
-    # a strided view costs nothing and keeps the rest fast.
-    step = math.ceil(max(array.shape[:2]) / _WORK_SIDE)
-    if step > 1:
-        array = array[::step, ::step]
-    image = np.clip(array.astype(np.float32), 0, 255)
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:] / 255.0
-        image = image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
-    return image
-
-
-def _border(image: np.ndarray) -> np.ndarray:
-    """The pixels of the outer frame (about 5% of each side), as (n, ...) rows."""
-    h, w = image.shape[:2]
-    bh, bw = max(1, h // 20), max(1, w // 20)
-    parts = [image[:bh].reshape(-1, *image.shape[2:]), image[-bh:].reshape(-1, *image.shape[2:]),
-             image[:, :bw].reshape(-1, *image.shape[2:]), image[:, -bw:].reshape(-1, *image.shape[2:])]
-    return np.concatenate(parts, axis=0)
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float32 (h, w, C) -> (height, width, C); area average when shrinking, bilinear when growing."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = height < image.shape[0] or width < image.shape[1]
-    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), "F").resize((width, height), method))
-        for c in range(image.shape[2])
-    ]
-    return np.stack(planes, axis=2)
-
-
-def _fit_and_pad(image: np.ndarray, height: int, width: int, pad_value: np.ndarray) -> np.ndarray:
-    """Scale to fit (height, width) keeping the aspect ratio; pad the rest with pad_value."""
-    h, w = image.shape[:2]
-    scale = min(height / h, width / w)
-    new_h, new_w = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
-    out = np.empty((height, width, image.shape[2]), np.float32)
-    out[:] = pad_value
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top : top + new_h, left : left + new_w] = _resize(image, new_h, new_w)
-    return out
-
-
-def _center_by_mass(image: np.ndarray, height: int, width: int) -> np.ndarray | None:
-    """MNIST layout: crop to the content, fit a 20/28 box, put the centre of mass in the middle."""
-    mass = image.mean(axis=2)
-    # Faint paper texture and shadows left after stretching are not content.
-    content = mass > 0.15 * 255
-    if not content.any():
-        return None
-    image = np.where(content[:, :, np.newaxis], image, 0.0)
-    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
-    crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    box_h, box_w = max(1, round(height * _DIGIT_BOX_FRACTION)), max(1, round(width * _DIGIT_BOX_FRACTION))
-    scale = min(box_h / crop.shape[0], box_w / crop.shape[1])
-    new_h, new_w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
-    small = np.clip(_resize(crop, new_h, new_w), 0, 255)
-    weights = small.mean(axis=2)
-    total = float(weights.sum())
-    if total <= 0:
-        return None
-    cy = float((weights.sum(axis=1) * np.arange(new_h)).sum() / total)
-    cx = float((weights.sum(axis=0) * np.arange(new_w)).sum() / total)
-    # Top-left corner that puts the centre of mass at the image centre, kept inside the frame.
-    top = int(np.clip(round((height - 1) / 2 - cy), 0, height - new_h))
-    left = int(np.clip(round((width - 1) / 2 - cx), 0, width - new_w))
-    out = np.zeros((height, width, image.shape[2]), np.float32)
-    out[top : top + new_h, left : left + new_w] = small
-    return out
