@@ -16,7 +16,8 @@ import streamlit as st
 from playground.analysis import activations, figures
 from playground.analysis.predict import prepare_options_for, stored_options
 from playground.data.dataset import Dataset
-from playground.data.images import ImageError, decode_image, prepare_for_model
+from playground.data.images import ImageError, decode_image
+from playground.data.prepare import prepare_for_model
 from playground.spec.fields import ACTIVATIONS
 from playground.ui import uploads
 from playground.ui.model_source import (
