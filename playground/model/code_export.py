@@ -6,43 +6,22 @@ rebuilds the same layers with the same names, seeds and shapes.
 
 from __future__ import annotations
 
+import inspect
+
 from playground.model import plan as layer_plan
+from playground.model import preprocess
 from playground.spec.experiment import ExperimentSpec
 from playground.spec.presets import PRESETS
 from playground.spec.validation import validate
 
-_PER_IMAGE_SOURCE = '''
-class PerImageStandardization(layers.Layer):
-    """Whitens each image: (x - mean) / max(std, 1 / sqrt(N)), as tf.image.per_image_standardization."""
+# The custom layers a plan may use, exported as the very classes `build_model` runs.
+_CUSTOM_LAYERS = {"RandomPadCrop": preprocess.RandomPadCrop, "PerImageStandardization": preprocess.PerImageStandardization}
 
-    def call(self, images):
-        images = ops.cast(images, self.compute_dtype)
-        n = math.prod(images.shape[1:])
-        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
-        std = ops.std(images, axis=(1, 2, 3), keepdims=True)
-        return (images - mean) / ops.maximum(std, 1.0 / math.sqrt(n))
-'''
 
-_PAD_CROP_SOURCE = '''
-class RandomPadCrop(layers.Layer):
-    """Training only: pad each image by `padding` zeros and crop it back at its own random offset."""
-
-    def __init__(self, padding, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = padding
-        self.generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=False):
-        if not training:
-            return images
-        p, height, width = self.padding, images.shape[1], images.shape[2]
-        padded = ops.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-        offsets = keras.random.randint((ops.shape(images)[0], 2), 0, 2 * p + 1, seed=self.generator)
-        rows = offsets[:, :1] + ops.arange(height)[None, :]  # (batch, H)
-        cols = offsets[:, 1:] + ops.arange(width)[None, :]  # (batch, W)
-        out = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)
-        return ops.take_along_axis(out, cols[:, None, :, None], axis=2)
-'''
+def _layer_source(cls: type) -> str:
+    """The source of one of our layer classes, without the registration decorator (the export needs none)."""
+    lines = inspect.getsource(cls).splitlines()
+    return "\n" + "\n".join(line for line in lines if not line.startswith("@keras.saving.register_keras_serializable")) + "\n"
 
 
 def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> str:
@@ -88,10 +67,7 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
     if classes & {"PerImageStandardization", "RandomPadCrop"}:
         lines[-1] = "from keras import layers, ops"
     lines.append("")
-    if "RandomPadCrop" in classes:
-        lines.append(_PAD_CROP_SOURCE)
-    if "PerImageStandardization" in classes:
-        lines.append(_PER_IMAGE_SOURCE)
+    lines += [_layer_source(cls) for name, cls in _CUSTOM_LAYERS.items() if name in classes]
 
     lines += ["", f"def build_model({'x_sample=None' if dataset_norm else ''}):"]
     if dataset_norm:
