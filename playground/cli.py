@@ -5,6 +5,7 @@
     python -m playground code --preset lenet5 --dataset mnist
     python -m playground datasets
     python -m playground presets
+    python -m playground serve --classroom --port 8501
 
 Every error (an impossible setting, a missing dataset, an unreadable run or
 file, a full disk) is one line on stderr and exit status 2, never a
@@ -14,6 +15,10 @@ keys of the run's metrics.json (`TrainResult.summary()`), then run_dir,
 message, dataset, preset and history.
 `predict` prints one JSON line per file; a file that cannot be used gets an
 "error" line and the others still run (the exit status is then 1).
+`serve` starts the web app on this machine only; `serve --classroom` serves
+it to every computer on the network, with each session's runs private and
+a teacher code (PLAYGROUND_TEACHER_CODE, or a new one printed at start)
+protecting the class challenge and the runs of other sessions.
 
 TensorFlow is imported only by the commands that need it, so `presets` and
 `datasets` answer at once.
@@ -25,12 +30,14 @@ import argparse
 import json
 import math
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from playground.data.catalog import CATALOG, is_named_dataset
+from playground.settings import TEACHER_CODE_ENV
 from playground.spec.experiment import ExperimentSpec, SpecError, field_names
 from playground.spec.presets import PRESETS, preset_spec
 from playground.spec.validation import validate
@@ -39,6 +46,9 @@ from playground.training import events
 EXIT_OK = 0
 EXIT_SOME_FILES_FAILED = 1  # predict: at least one file could not be used
 EXIT_ERROR = 2  # bad arguments, settings, data, run, or a failed save
+APP_FILE = Path(__file__).resolve().parents[1] / "streamlit_app.py"  # what `serve` runs
+DEFAULT_PORT = 8501
+_CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (i, l, o, 0, 1): read aloud, typed by hand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = commands.add_parser("presets", help="the preset networks")
     presets.add_argument("--json", action="store_true", help="one JSON line per preset")
+
+    serve = commands.add_parser("serve", help="start the web app (on this machine; --classroom: for a class)")
+    serve.add_argument("--classroom", action="store_true",
+                       help="serve every computer on the network, each session's runs private, with a teacher code "
+                            f"({TEACHER_CODE_ENV}, or a new one printed at start)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the port to serve on; default {DEFAULT_PORT}")
     return parser
 
 
@@ -228,7 +244,56 @@ def _presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"train": _train, "predict": _predict, "code": _code, "datasets": _datasets, "presets": _presets}
+def _serve(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise SpecError(f"--port needs a port number from 1 to 65535. Received: --port {args.port}")
+    if not APP_FILE.is_file():
+        raise SpecError(f"The app file {APP_FILE} is missing; run `serve` from a checkout of CNN Playground.")
+    argv, env, new_code = serve_command(classroom=args.classroom, port=args.port, environ=os.environ)
+    if args.classroom:
+        print(f"Teacher code: {new_code}" if new_code else f"Teacher code: the one in {TEACHER_CODE_ENV}", flush=True)
+        print(f"Students open http://<this computer's address>:{args.port} (every session sees only its own runs).", flush=True)
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)  # Streamlit takes over this process: Ctrl-C and signals reach it directly
+
+
+def serve_command(*, classroom: bool, port: int, environ: Mapping[str, str]) -> tuple[list[str], dict[str, str], str]:
+    """How `serve` starts Streamlit: its command line, its environment, and a new teacher code to announce.
+
+    Args:
+        classroom: serve every computer on the network (all addresses), each
+            browser session seeing only its own runs (PLAYGROUND_PRIVATE_RUNS=1),
+            with a teacher code; else this machine only, settings unchanged.
+        port: the port to serve on.
+        environ: the environment to start from (os.environ).
+
+    Returns:
+        (argv, environment, new code): the code is the one generated for
+        this start, "" when none was (not a classroom, or PLAYGROUND_TEACHER_CODE
+        already holds one). Errors are never shown in detail to browsers either way.
+    """
+    env = dict(environ)
+    new_code = ""
+    if classroom:
+        env["PLAYGROUND_PRIVATE_RUNS"] = "1"
+        if not env.get(TEACHER_CODE_ENV):
+            new_code = env[TEACHER_CODE_ENV] = new_teacher_code()
+    argv = [
+        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+        "--server.address", "0.0.0.0" if classroom else "localhost",
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--client.showErrorDetails", "none",
+    ]
+    return argv, env, new_code
+
+
+def new_teacher_code() -> str:
+    """A fresh random teacher code, easy to read out and type: e.g. "k7dq-m2xa-9wpe" (about 59 bits)."""
+    return "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
+_COMMANDS = {"train": _train, "predict": _predict, "code": _code, "datasets": _datasets, "presets": _presets, "serve": _serve}
 
 
 # ---------------------------------------------------------------------------

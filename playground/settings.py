@@ -29,6 +29,13 @@ class Settings:
     private_runs: bool = False  # each browser session sees only its own runs and those saved from the CLI (PLAYGROUND_PRIVATE_RUNS=1)
     teacher_code: str = ""  # protects the class challenge and other sessions' runs (PLAYGROUND_TEACHER_CODE, "" = none)
     mixed_precision: bool = True  # float16 compute on GPUs that support it (PLAYGROUND_MIXED_PRECISION=0 keeps float32)
+    pause_timeout_seconds: float = 300.0  # a paused or stepped run is stopped, its model kept, after this long (PLAYGROUND_PAUSE_TIMEOUT)
+    # Runs in progress (queued, training or paused) per browser address, all its tabs together (PLAYGROUND_JOBS_PER_CLIENT).
+    # Browsers on the server's own machine (localhost) report no address and are not capped, so on a laptop
+    # nothing changes; behind a proxy a whole class shares one address: raise it there.
+    jobs_per_client: int = 1
+    runs_per_session: int = 100  # saved runs one browser session may keep before training a new model (PLAYGROUND_RUNS_PER_SESSION)
+    runs_total_mb: int = 20_000  # all run folders together; no training starts beyond it (PLAYGROUND_RUNS_TOTAL_MB)
 
     @property
     def uploads_dir(self) -> Path:
@@ -50,6 +57,13 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
         return default
 
 
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def parse_bool(text: str | None, default: bool | None) -> bool | None:
     """Read a yes/no setting: "1", "true", "yes", "on" and "0", "false", "no", "off" (any case); anything else is `default`."""
     value = (text or "").strip().lower()
@@ -67,16 +81,12 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 def get_settings() -> Settings:
     """The settings from the environment (read on each call, so tests can change them)."""
     cores = os.cpu_count() or 1
-    try:
-        grace = float(os.environ.get("PLAYGROUND_SESSION_GRACE", 120))
-    except ValueError:
-        grace = 120.0
     return Settings(
         runs_dir=Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")).expanduser(),
         data_dir=Path(os.environ.get("PLAYGROUND_DATA_DIR", "data")).expanduser(),
         mirror_url=os.environ.get("PLAYGROUND_MIRROR_URL", "").rstrip("/"),
         max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", max(1, cores // 2)),
-        session_grace_seconds=grace,
+        session_grace_seconds=_float_env("PLAYGROUND_SESSION_GRACE", 120.0),
         max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
         max_dataset_mb=_int_env("PLAYGROUND_MAX_DATASET_MB", 1024),
         upload_quota_mb=_int_env("PLAYGROUND_UPLOAD_QUOTA_MB", 1000),
@@ -84,4 +94,8 @@ def get_settings() -> Settings:
         private_runs=parse_bool(os.environ.get("PLAYGROUND_PRIVATE_RUNS"), False),
         teacher_code=os.environ.get(TEACHER_CODE_ENV, ""),
         mixed_precision=parse_bool(os.environ.get("PLAYGROUND_MIXED_PRECISION"), True),
+        pause_timeout_seconds=_float_env("PLAYGROUND_PAUSE_TIMEOUT", 300.0),
+        jobs_per_client=_int_env("PLAYGROUND_JOBS_PER_CLIENT", 1),
+        runs_per_session=_int_env("PLAYGROUND_RUNS_PER_SESSION", 100),
+        runs_total_mb=_int_env("PLAYGROUND_RUNS_TOTAL_MB", 20_000),
     )

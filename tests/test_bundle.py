@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
+import warnings
 import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -238,3 +242,147 @@ def test_export_filename_is_safe():
     class Run:
         name, run_id = "../my run: v2/..", "r1"
     assert bundle.export_filename(Run, ".bundle.zip") == "my-run-v2.bundle.zip"
+
+
+def _many_entries(count: int) -> bytes:
+    """A zip of `count` empty entries, all named spec.json (a few hundred kB: about 100 bytes each)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name"
+        for _ in range(count):
+            zf.writestr("spec.json", b"")
+    return buffer.getvalue()
+
+
+def test_a_zip_of_many_entries_is_refused_before_it_is_parsed(monkeypatch):
+    many = _many_entries(30_000)
+    assert len(many) < 4 << 20
+
+    def never(*args, **kwargs):
+        raise AssertionError("zipfile parsed a directory that should have been refused first")
+
+    monkeypatch.setattr(bundle.zipfile, "ZipFile", never)
+    with pytest.raises(BundleError, match=r"^many\.zip lists 30,000 entries; a bundle holds only spec\.json, ") as info:
+        read_bundle(many, "many.zip")
+    assert "\n" not in str(info.value)
+    # The end record's counts may lie: the size of the directory, which zipfile reads whole, is capped too.
+    lying = many[:-14] + struct.pack("<HH", 3, 3) + many[-10:]  # the two entry counts of the end record
+    with pytest.raises(BundleError, match=r"^lying\.zip has a zip directory of [\d,]+ bytes"):
+        read_bundle(lying, "lying.zip")
+
+
+def test_duplicate_names_are_found_in_linear_time():
+    # A few more entries than a bundle holds are parsed, and the duplicate is named (the check counts names once).
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(bundle.MAX_ZIP_ENTRIES):
+            zf.writestr("meta.json", b"{}")
+    with pytest.raises(BundleError, match="holds 'meta.json' more than once"):
+        read_bundle(buffer.getvalue(), "d.zip")
+
+
+def _edit_weights(data: bytes, tmp_path, edit) -> bytes:
+    """The bundle `data` with its model.weights.h5 changed by `edit(h5py.File)` (opened read-write)."""
+    members = _members(data)
+    path = tmp_path / "edited.weights.h5"
+    path.write_bytes(members["model.weights.h5"])
+    with h5py.File(path, "r+") as f:
+        edit(f, tmp_path)
+    members["model.weights.h5"] = path.read_bytes()
+    return _zip(members)
+
+
+def _replace(f, name, **dataset):
+    del f[name]
+    f.create_dataset(name, **dataset)
+
+
+KERNEL = "layers/dense/vars/0"  # the first dense layer's kernel in Keras' layout
+BIAS = "layers/dense/vars/1"
+
+
+@pytest.mark.parametrize("edit, message", [
+    # 4 GiB of float32 declared, gzip-compressed and never written: a few kB on disk, read whole by Keras.
+    (lambda f, tmp: _replace(f, KERNEL, shape=(1 << 30,), dtype="float32", chunks=(1 << 16,), compression="gzip"),
+     r"does not fit the network in spec\.json \(it holds /layers/dense/vars/0 of shape \(1073741824,\)"),
+    (lambda f, tmp: f.create_dataset("layers/dense/vars/2", data=np.zeros(f[BIAS].shape, np.float32)),
+     r"does not fit the network in spec\.json \(it holds /layers/dense/vars/2"),
+    (lambda f, tmp: _replace(f, KERNEL, data=np.zeros(f[KERNEL].shape, np.int32)),
+     r"it holds /layers/dense/vars/0 of shape \(\d+, \d+\), int32"),
+    (lambda f, tmp: _replace(f, BIAS, shape=f[BIAS].shape, dtype="float32", chunks=(1 << 20,), maxshape=(None,)),
+     r"stores /layers/dense/vars/1 in chunks larger than the array itself"),
+    (lambda f, tmp: f.create_dataset("optimizer/vars/0", shape=(1 << 30,), dtype="float32", chunks=(1 << 16,), compression="gzip"),
+     r"holds optimizer state /optimizer/vars/0 of shape \(1073741824,\)"),
+    (lambda f, tmp: f.__delitem__(BIAS), r"it lacks a weight of shape \(\d+,\)"),
+])
+def test_a_weights_file_is_checked_before_keras_reads_it(fashion_bundle, tmp_path, monkeypatch, edit, message):
+    def read(*args, **kwargs):
+        raise AssertionError("Keras read the weights before they were checked")
+
+    monkeypatch.setattr(keras.Model, "load_weights", read)
+    crafted = _edit_weights(fashion_bundle, tmp_path, edit)
+    assert len(crafted) < 2 * len(fashion_bundle)  # small on disk, whatever it declares
+    with pytest.raises(BundleError, match=message) as info:
+        import_bundle(crafted, "crafted.zip", owner="bob")
+    assert str(info.value).startswith("crafted.zip: model.weights.h5 ") and "\n" not in str(info.value)
+    assert RunStore().list_runs(owner="bob") == []
+
+
+def test_weights_never_come_from_another_file_on_the_server(fashion_bundle, tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(10_000, dtype=np.float32).tobytes())
+
+    def external_storage(f, tmp):  # the bias's numbers read from a file on the server
+        shape = f[BIAS].shape
+        _replace(f, BIAS, shape=shape, dtype="float32", external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+
+    def external_link(f, tmp):
+        with h5py.File(tmp / "other.h5", "w") as other:
+            other.create_dataset("bias", data=np.ones(f[BIAS].shape, np.float32))
+        del f[BIAS]
+        f[BIAS] = h5py.ExternalLink(str(tmp / "other.h5"), "/bias")
+
+    for edit, message in [(external_storage, "which is not a plain array of numbers stored in the file"),
+                          (external_link, "links /layers/dense/vars/1 to somewhere else")]:
+        with pytest.raises(BundleError, match=message):
+            import_bundle(_edit_weights(fashion_bundle, tmp_path, edit), "crafted.zip", owner="bob")
+    assert RunStore().list_runs(owner="bob") == []
+
+
+def test_a_trained_runs_bundle_with_its_optimizer_state_imports(tmp_path):
+    import tiny_runs
+
+    spec, data, result = tiny_runs.trained("shapes")
+    run = RunStore(tmp_path / "source").save(result, spec, data, name="trained")
+    with h5py.File(run.path / "model.weights.h5") as f:
+        assert "optimizer" in f  # Adam's step counter and moments travel in exported bundles
+    imported = import_bundle(export_bundle(run), "t.zip", owner="bob")
+    assert imported.imported and imported.metrics["test_accuracy"] == pytest.approx(run.metrics["test_accuracy"])
+
+
+def test_odd_numbers_in_meta_json_are_claims_dropped_never_a_traceback(fashion_bundle):
+    members = _members(fashion_bundle)
+    text = members["meta.json"].decode()
+    meta = json.loads(text)
+    meta["metrics"] = {"test_accuracy": "NAN_HERE", "test_loss": 1e999, "train_seconds": -1, "images_per_second": "fast",
+                       "epochs_completed": "INF_HERE", "params": 10**30}
+    members["meta.json"] = (json.dumps(meta).replace('"NAN_HERE"', "NaN").replace('"INF_HERE"', "Infinity")).encode()
+    imported = import_bundle(_zip(members), "odd.zip", owner="bob")
+    assert imported.imported
+    m = imported.metrics
+    assert all(math.isnan(m[k]) for k in ("test_accuracy", "test_loss", "train_seconds", "images_per_second"))
+    assert m["epochs_completed"] == 0 and m["params"] == build_model(imported.spec, (28, 28, 1), 10).count_params()
+    assert bundle.claimed_metrics({"test_accuracy": 0.93, "epochs_completed": 3.0, "train_seconds": 1e400})["test_accuracy"] == 0.93
+    assert bundle.claimed_metrics([1, 2])["epochs_completed"] == 0
+
+
+@pytest.mark.parametrize("member", ["spec.json", "meta.json"])
+@pytest.mark.parametrize("text", [b"[" * 100_000 + b"]" * 100_000, b'{"seed": ' + b"9" * 5000 + b"}"],
+                         ids=["nested", "long number"])
+def test_json_nested_too_deep_or_numbers_too_long_are_refused_in_one_line(fashion_bundle, member, text):
+    members = _members(fashion_bundle)
+    members[member] = text
+    with pytest.raises(BundleError, match=f"{member} is not valid JSON") as info:
+        read_bundle(_zip(members), "b.zip")
+    assert "\n" not in str(info.value)

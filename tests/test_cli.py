@@ -7,14 +7,19 @@ nothing but time.
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from playground import cli
+from playground.settings import TEACHER_CODE_ENV
 from playground.spec.presets import PRESETS, preset_spec
 
 SMALL = ["--set", "sample_size=300", "--set", "filters=4,8", "--set", "dense_units=16", "--set", "batch_size=32"]
@@ -144,6 +149,7 @@ def test_datasets_and_presets():
     (["train", "--dataset", "shapes", "--epochs", "two"], "invalid int value: 'two'"),
     (["predict", "--run", "no/such/run", "x.png"], "There is no run folder"),
     (["code", "--spec", "no-such-spec.json"], "No such file or directory"),
+    (["serve", "--port", "70000"], "--port needs a port number from 1 to 65535"),
 ])
 def test_errors_are_one_line_with_exit_status_2(args, message):
     status, stdout, stderr = run_cli(*args)
@@ -169,3 +175,51 @@ def test_importing_the_library_loads_neither_streamlit_nor_tensorflow_for_the_cl
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _exec_command_line(pid: int, timeout: float = 30.0) -> list[str]:
+    """The command line of process `pid` once it has become Streamlit (the CLI execs it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        if "streamlit" in argv:
+            return argv
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} did not start Streamlit within {timeout} s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the server's environment from /proc")
+def test_serve_classroom_serves_the_network_with_private_runs_and_a_new_teacher_code():
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in (TEACHER_CODE_ENV, "PLAYGROUND_PRIVATE_RUNS")}
+    server = subprocess.Popen([sys.executable, "-m", "playground", "serve", "--classroom", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        first = server.stdout.readline()
+        code = re.fullmatch(r"Teacher code: ([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})\n", first)
+        assert code, first
+        # The process becomes the Streamlit server: its command line and environment are the classroom's.
+        argv = _exec_command_line(server.pid)
+        environ = dict(item.split("=", 1) for item in Path(f"/proc/{server.pid}/environ").read_bytes().decode().split("\0") if "=" in item)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert environ[TEACHER_CODE_ENV] == code.group(1) and environ["PLAYGROUND_PRIVATE_RUNS"] == "1"
+    assert argv[1:5] == ["-m", "streamlit", "run", str(cli.APP_FILE)]
+    assert dict(zip(argv[5::2], argv[6::2])) == {"--server.address": "0.0.0.0", "--server.port": str(port),
+                                                 "--server.headless": "true", "--client.showErrorDetails": "none"}
+
+
+def test_serve_keeps_a_teacher_code_from_the_environment_and_serves_only_this_machine_without_classroom():
+    argv, env, new_code = cli.serve_command(classroom=True, port=8600, environ={TEACHER_CODE_ENV: "owl"})
+    assert new_code == "" and env[TEACHER_CODE_ENV] == "owl" and env["PLAYGROUND_PRIVATE_RUNS"] == "1"
+    argv, env, new_code = cli.serve_command(classroom=False, port=8600, environ={})
+    assert new_code == "" and env == {} and argv[argv.index("--server.address") + 1] == "localhost"
+    codes = {cli.new_teacher_code() for _ in range(100)}
+    assert len(codes) == 100 and all(re.fullmatch(r"[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}", c) for c in codes)

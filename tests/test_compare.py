@@ -4,7 +4,7 @@ who may manage a run."""
 import math
 from pathlib import Path
 
-from playground.runs.compare import differing_fields, largest_task_group, may_manage, run_row, task_key
+from playground.runs.compare import accuracy_text, differing_fields, largest_task_group, may_manage, run_row, task_key
 from playground.runs.record import RunRecord
 from playground.spec.experiment import ExperimentSpec
 from playground.spec.presets import preset_spec
@@ -67,6 +67,24 @@ def test_task_groups_for_ensembles():
 
 def test_may_manage():
     assert may_manage(record(owner="other"), "me", protected=False)
+    assert may_manage(record(owner=None), "me", protected=False)
     assert may_manage(record(owner="me"), "me", protected=True)
-    assert may_manage(record(owner=None), "me", protected=True)
     assert not may_manage(record(owner="other"), "me", protected=True)
+    # With a teacher code, runs saved from the command line (no owner) are the teacher's: the code unlocks them.
+    assert not may_manage(record(owner=None), "me", protected=True)
+    assert not may_manage(record(owner=None), "", protected=True)
+
+
+def test_an_imported_runs_numbers_are_shown_as_claims_never_in_the_sorted_columns():
+    spec = ExperimentSpec().with_values(dataset="shapes")
+    imported = record(spec, metrics={"test_accuracy": 0.95, "test_loss": 0.1, "params": 1234, "train_seconds": 0.01,
+                                     "images_per_second": 1e9, "epochs_completed": 2, "stop_reason": "imported"})
+    assert imported.imported and not record(spec).imported
+    row = run_row(imported)
+    assert row["test accuracy"] is None and row["train seconds"] is None and row["images/s"] is None
+    assert row["epochs trained"] is None and row["parameters"] == 1234  # the count of the rebuilt model is measured
+    assert row["status"] == "imported: claimed 95.0%"
+    assert accuracy_text(imported) == "claimed 95.0%"
+    assert run_label(imported) == "run · shapes · claimed 95.0% · 2025-01-01 10:20"
+    unclaimed = record(spec, metrics={"test_accuracy": math.nan, "params": 1234, "stop_reason": "imported"})
+    assert accuracy_text(unclaimed) == "no claimed accuracy" and run_row(unclaimed)["status"] == "imported: no claimed accuracy"

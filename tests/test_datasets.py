@@ -123,8 +123,9 @@ def test_info_is_plain_json():
 
 
 def test_prepare_options_follow_the_images():
-    assert datasets.prepare_options(load_dataset("digits")) == {"light_on_dark": True, "center": False}
-    assert datasets.prepare_options(load_dataset("shapes")) == {"light_on_dark": True, "center": False}
+    # The 8x8 digits fill their frame, centred by box; the built-in shapes fill about two thirds of it.
+    assert datasets.prepare_options(load_dataset("digits")) == {"light_on_dark": True, "center": False, "fill": 1.0}
+    assert datasets.prepare_options(load_dataset("shapes")) == {"light_on_dark": True, "center": False, "fill": 0.68}
 
 
 def test_unknown_name_says_what_was_expected():
@@ -690,7 +691,7 @@ def test_real_fashion_mnist_from_the_debian_package():
     assert np.bincount(ds.y_train).tolist() == [6000] * 10 and np.bincount(ds.y_test).tolist() == [1000] * 10
     assert ds.class_names[0] == "T-shirt/top" and 60 < ds.x_train.mean() < 90
     assert elapsed < 3.0  # CPU seconds; about 0.4 s
-    assert datasets.prepare_options(ds) == {"light_on_dark": True, "center": False}
+    assert datasets.prepare_options(ds) == {"light_on_dark": True, "center": False, "fill": 1.0}
 
 
 @pytest.mark.parametrize("name, options", [("shapes", {}), ("shapes", {"seed": 7, "shapes_noise": 0.6}), ("digits", {})])

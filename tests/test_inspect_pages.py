@@ -165,3 +165,21 @@ def test_preprocessing_without_runs_uses_the_playground_settings():
     assert any("Per-image whitening" in m.value for m in app.markdown)
     flip = next(t for t in app.toggle if t.key.startswith("pre_flip_"))
     assert flip.value is True
+
+
+@pytest.mark.parametrize("page", ["1_Playground.py", "2_Architecture.py", "3_Activations.py", "4_Preprocessing.py"])
+def test_a_link_to_an_impossible_network_gets_one_sentence_never_a_traceback(page):
+    # Every page that reads the experiment from its link; 8x8 digits cannot take four poolings.
+    app = _page(page, dataset="digits", conv_blocks="4")
+    _no_exception(app)
+    if page == "3_Activations.py":
+        (error,) = [e.value for e in app.error]
+        assert error.startswith("This network cannot be built: The feature map shrinks to zero") and "\n" not in error
+
+
+def test_a_links_values_are_shown_as_plain_text():
+    app = _page("3_Activations.py", dataset="[prize](http://example.com/x)", filters="4,8")
+    _no_exception(app)
+    shown = [w.value for w in app.warning] + [e.value for e in app.error]
+    assert any("prize" in text for text in shown)
+    assert not any("](http" in text for text in shown)  # escaped: "\]\(http", never a link

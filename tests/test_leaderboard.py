@@ -1,10 +1,16 @@
-"""Class challenge: target checks, ranking, teacher code, isolation and concurrent submissions."""
+"""Class challenge: target checks, ranking, teacher code, isolation and concurrent submissions.
 
+Most tests give the board a stand-in scorer (the record's own accuracy) so they need no model; the
+server's own scoring is tested end to end with a crafted bundle and a real network at the end.
+"""
+
+import io
 import json
 import subprocess
 import sys
 import textwrap
 import threading
+import zipfile
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -36,10 +42,15 @@ def make_record(run_id, owner, accuracy=0.95, params=50_000, seconds=12.0, datas
     )
 
 
+def stand_in_score(record, dataset):
+    """A scorer for the board's own logic: the accuracy the test record carries (no model to evaluate)."""
+    return record.metrics["test_accuracy"]
+
+
 @pytest.fixture
 def board(tmp_path, monkeypatch):
     monkeypatch.delenv(TEACHER_CODE_ENV, raising=False)
-    b = ChallengeBoard(tmp_path / "runs" / ".challenge")
+    b = ChallengeBoard(tmp_path / "runs" / ".challenge", scorer=stand_in_score)
     b.set_challenge(Challenge("mnist", 0.99, 100_000))
     return b
 
@@ -112,9 +123,11 @@ def test_refusals(board):
         broken = make_record("r2", "a")
         broken.damaged = "metrics.json is not valid JSON"
         board.submit(broken, "A", "a")
-    with pytest.raises(ChallengeError, match="no test accuracy"):
+    with pytest.raises(ChallengeError, match="could not be scored"):
         board.submit(make_record("r3", "a", accuracy=float("nan")), "A", "a")
-    empty = ChallengeBoard(board.folder.parent / "other")
+    with pytest.raises(ChallengeError, match="no parameter count"):
+        board.submit(make_record("r4", "a", params=None), "A", "a")
+    empty = ChallengeBoard(board.folder.parent / "other", scorer=stand_in_score)
     with pytest.raises(ChallengeError, match="No challenge has been set"):
         empty.submit(make_record("r1", "a"), "A", "a")
 
@@ -199,10 +212,10 @@ def test_concurrent_process_submissions_all_land(board):
         from playground.runs.record import RunRecord
         from playground.spec.experiment import ExperimentSpec
         folder, worker = sys.argv[1], int(sys.argv[2])
-        board = ChallengeBoard(folder)
+        board = ChallengeBoard(folder, scorer=lambda record, dataset: 0.99)
         spec = ExperimentSpec().with_values(dataset="mnist")
         for i in range(10):
-            owner = f"p{worker}"
+            owner = f"p{worker}-{i}"  # one entry per session: each run from its own session
             record = RunRecord(run_id=f"p{worker}-{i}", path=Path(folder) / "none", name="x", owner=owner, spec=spec,
                                metrics={"test_accuracy": 0.99, "params": 1000 + i, "train_seconds": 1.0})
             board.submit(record, f"proc {worker} run {i}", owner)
@@ -212,3 +225,91 @@ def test_concurrent_process_submissions_all_land(board):
     names = {e.display_name for e in board.entries()}
     assert names == {f"proc {w} run {i}" for w in range(4) for i in range(10)}
     assert len(json.loads(board.path.read_text())["entries"]) == 40
+
+
+def test_one_entry_per_session_its_best_run(board):
+    board.submit(make_record("r1", "alice", 0.95), "Alice", "alice")
+    board.submit(make_record("r2", "alice", 0.97), "Alice", "alice")  # better: it replaces the entry
+    assert [(e.display_name, e.accuracy) for e in board.entries()] == [("Alice", 0.97)]
+    with pytest.raises(ChallengeError, match="ranks above this run") as info:
+        board.submit(make_record("r3", "alice", 0.90), "Alice", "alice")
+    assert "\n" not in str(info.value)
+    assert board.submitted_run_ids([make_record(f"r{i}", "alice") for i in (1, 2, 3)], "alice") == {"r2"}
+    # One session cannot fill the board: fifty better and better runs leave one entry.
+    for i in range(50):
+        board.submit(make_record(f"m{i}", "mallory", 0.5 + i / 100), "Mallory", "mallory")
+    assert [(e.display_name, round(e.accuracy, 6)) for e in board.entries()] == [("Mallory", 0.99), ("Alice", 0.97)]
+    assert len(json.loads(board.path.read_text())["entries"]) == 2
+
+
+def test_a_file_from_before_one_entry_per_session_shows_each_sessions_best(board):
+    board.submit(make_record("r1", "alice", 0.95), "Alice", "alice")
+    state = json.loads(board.path.read_text())
+    state["entries"].append({**state["entries"][0], "key": "older-run", "accuracy": 0.97})
+    board.path.write_text(json.dumps(state))
+    assert [(e.display_name, e.accuracy) for e in board.entries()] == [("Alice", 0.97)]
+
+
+def test_display_names_are_unique_per_challenge(board):
+    board.submit(make_record("r1", "alice"), "Ada Lovelace", "alice")
+    for copy in ("Ada Lovelace", "ada lovelace", "  ADA   LOVELACE ", "AdaLovelace", "\uff21da Lovelace"):  # \uff21: a full-width A
+        with pytest.raises(ChallengeError, match="already used by someone else") as info:
+            board.submit(make_record("m1", "mallory"), copy, "mallory")
+        assert "\n" not in str(info.value)
+    board.submit(make_record("r1", "alice"), "ada  lovelace", "alice")  # a session may respell its own name
+    board.submit(make_record("m1", "mallory"), "Mallory", "mallory")
+    assert sorted(e.display_name for e in board.entries()) == ["Mallory", "ada  lovelace"]
+
+
+def test_an_imported_run_ranks_with_an_unknown_training_time(board):
+    imported = make_record("r1", "alice", 0.99, 50_000, seconds=-1.0)
+    imported.metrics["stop_reason"] = "imported"  # as RunStore reads a run made by bundle.import_bundle
+    assert imported.imported and not make_record("r2", "bob").imported
+    assert board.submit(imported, "Alice", "alice").train_seconds is None
+    board.submit(make_record("r2", "bob", 0.99, 50_000, seconds=100.0), "Bob", "bob")
+    assert [(e.display_name, e.train_seconds) for e in board.entries()] == [("Bob", 100.0), ("Alice", None)]
+
+
+def _forged(bundle: bytes, claims: dict) -> bytes:
+    """`bundle` with its meta.json's metrics changed to `claims`."""
+    with zipfile.ZipFile(io.BytesIO(bundle)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(members["meta.json"])
+    meta["metrics"].update(claims)
+    members["meta.json"] = json.dumps(meta).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_the_board_ranks_the_accuracy_measured_here_never_a_bundles_claim(monkeypatch):
+    import tiny_runs
+
+    from playground.data.datasets import load_dataset
+    from playground.runs.bundle import export_bundle, import_bundle
+    from playground.runs.evaluation import evaluate_run
+    from playground.runs.store import RunStore
+
+    monkeypatch.delenv(TEACHER_CODE_ENV, raising=False)
+    spec, data, result = tiny_runs.trained("digits")
+    honest = RunStore().save(result, spec, data, name="honest", owner="bob")
+    # A student edits an exported bundle's meta.json: 500% accuracy, negative training time, 1 parameter.
+    forged = import_bundle(_forged(export_bundle(honest), {"test_accuracy": 5.0, "train_seconds": -1, "params": 1}),
+                           "forged.zip", owner="mallory")
+    assert forged.imported and forged.metrics["params"] == honest.metrics["params"]
+
+    board = ChallengeBoard()  # the real scorer: the run evaluated on the challenge's test set here
+    board.set_challenge(Challenge("digits", 0.0))
+    entry = board.submit(forged, "Mallory", "mallory")
+    measured = float(evaluate_run(forged, load_dataset("digits")).correct.mean())
+    assert entry.accuracy == measured <= 1.0
+    assert entry.train_seconds is None and entry.params == honest.metrics["params"]
+    # A plausible claim is kept as the run's claim, and ranks no better.
+    plausible = import_bundle(_forged(export_bundle(honest), {"test_accuracy": 0.999}), "plausible.zip", owner="mallory")
+    assert plausible.metrics["test_accuracy"] == 0.999
+    assert board.submit(plausible, "Mallory", "mallory").accuracy == measured
+    # The honest run scores the same with the same weights, and its known training time ranks it first.
+    assert board.submit(honest, "Bob", "bob").accuracy == measured
+    assert [(e.display_name, e.accuracy) for e in board.entries()] == [("Bob", measured), ("Mallory", measured)]

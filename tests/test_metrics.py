@@ -134,3 +134,14 @@ def test_projection_figure_carries_test_indices_and_thumbnails_are_crisp():
     gray = metric_figures.thumbnail(np.arange(64, dtype=np.uint8).reshape(8, 8, 1), 84)
     assert gray.shape == (88, 88) and gray[0, 10] == 0 and gray[0, 11] == 1  # whole-pixel blocks of 11
     assert metric_figures.thumbnail(np.zeros((32, 32, 3), np.uint8)).shape == (96, 96, 3)
+
+
+def test_names_from_other_people_reach_plotly_as_text_not_markup():
+    from playground.analysis import metric_figures
+
+    names = ["<b>cat</b>", "dog & <a href='x'>link</a>", "ok", "fish"]
+    cm = metrics.confusion_matrix(Y_TRUE, Y_PRED, 4)
+    figures = [metric_figures.confusion_figure(cm, names), metric_figures.class_scores_figure(metrics.class_scores(Y_TRUE, Y_PRED, 4), names)]
+    for fig in figures:
+        text = fig.to_json()
+        assert "<b>cat" not in text and "<a href" not in text and "&lt;b&gt;cat" in text

@@ -99,8 +99,9 @@ def test_upload_camera_and_export_in_one_session():
     ]
     headlines = [m.value for m in at.markdown if m.value.startswith("**")]
     assert len(headlines) == 2
-    assert headlines[0].startswith("**stroke.png** → **") and any(c in headlines[0] for c in CLASSES)
-    assert headlines[1].startswith("**photo.jpg** → **")
+    # File and class names are escaped markdown: shown exactly as named (no italics from "_", no links).
+    assert headlines[0].startswith("**stroke\\.png** → **") and any(c in headlines[0] for c in CLASSES)
+    assert headlines[1].startswith("**photo\\.jpg** → **")
     assert any("inverted" in c.value for c in at.caption)  # a dark stroke on white met a light-on-dark dataset
     assert list(at.dataframe[0].value["image"]) == ["stroke.png", "photo.jpg"]
 
@@ -123,6 +124,9 @@ def test_bundle_import_on_the_page_and_keras_files_refused():
     mine = RunStore().list_runs(owner=at.session_state["pg_owner"])
     assert len(mine) == 1 and mine[0].class_names == CLASSES and mine[0].name == "shapes run (imported)"
     assert at.selectbox(key="predict_run").value == mine[0].run_id  # the imported run is selected
+    # Its accuracy is the bundle's claim, labelled so, never a measured number.
+    assert any(o.startswith("shapes run (imported) · shapes · claimed 60.0% · ") for o in at.selectbox(key="predict_run").options)
+    assert any("not measured on this server (claimed 60.0%)" in c.value for c in at.caption)
 
     at.file_uploader(key="import_bundle").set_value(("model.keras", export_keras_file(model), "application/octet-stream")).run()
     assert not at.exception

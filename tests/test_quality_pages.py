@@ -113,6 +113,7 @@ def test_compare_page_protects_other_sessions_runs_with_teacher_code(trained, mo
     monkeypatch.setenv(TEACHER_CODE_ENV, "owl")
     mine = save(trained, "mine", owner="me")
     save(trained, "theirs", owner="someone else")
+    save(trained, "teacher's demo", owner=None)  # saved from the command line
     at = page("6_Compare_runs.py")
     at.session_state[OWNER_KEY] = "me"
     at.run()
@@ -120,7 +121,7 @@ def test_compare_page_protects_other_sessions_runs_with_teacher_code(trained, mo
     options = at.selectbox(key="compare_manage_run").options
     assert len(options) == 1 and options[0].startswith(f"mine · shapes · test acc {mine.metrics['test_accuracy']:.1%}")
     at.text_input(key="compare_teacher_code").set_value("owl").run()
-    assert len(at.selectbox(key="compare_manage_run").options) == 2
+    assert len(at.selectbox(key="compare_manage_run").options) == 3
 
 
 @pytest.mark.parametrize("page_name, key", [
@@ -185,7 +186,7 @@ def test_challenge_page_teacher_sets_target(monkeypatch):
     at.run()
     no_exception(at)
     assert any("No challenge has been set" in i.value for i in at.info)
-    assert any("anyone using this server may change" in c.value for c in at.caption)
+    assert any("anyone using this machine may change" in c.value for c in at.caption)
     at.selectbox[0].set_value("digits")
     at.number_input[0].set_value(95.0)
     at.number_input[1].set_value(5000)
@@ -196,3 +197,53 @@ def test_challenge_page_teacher_sets_target(monkeypatch):
     assert ChallengeBoard().challenge() == Challenge("digits", 0.95, 5000, "Smallest wins")
     assert ChallengeBoard().code_required()
     assert any("Target: >= 95.0% test accuracy on 8x8 digits" in m.value for m in at.markdown)
+
+
+def test_without_a_teacher_code_a_browser_elsewhere_cannot_set_the_challenge(monkeypatch):
+    from playground.ui import class_challenge_page
+
+    monkeypatch.delenv(TEACHER_CODE_ENV, raising=False)
+    monkeypatch.setattr(class_challenge_page, "on_this_machine", lambda: False)  # a student's browser on the LAN
+    at = page("8_Class_challenge.py")
+    at.run()
+    no_exception(at)
+    assert any("can be set only from the server's own machine" in w.value and "serve --classroom" in w.value for w in at.warning)
+    assert not at.button and not at.number_input  # no form, no "Clear the leaderboard"
+    # Once the teacher has chosen a code on the server's machine, it works from anywhere.
+    ChallengeBoard().set_challenge(Challenge("digits", 0.9), new_code="owl")
+    at.run()
+    no_exception(at)
+    assert any("chosen when the challenge was set" in c.value for c in at.caption) and at.number_input
+
+
+def test_the_note_and_student_names_are_shown_as_plain_text(trained, monkeypatch):
+    monkeypatch.delenv(TEACHER_CODE_ENV, raising=False)
+    note = "Free marks: [click here](http://example.com/x) **now** :red[hurry]"
+    ChallengeBoard().set_challenge(Challenge("shapes", 0.0, 100_000, note))
+    save(trained, "[my run](http://example.com/run)", owner="student-1")
+    at = page("8_Class_challenge.py")
+    at.session_state[OWNER_KEY] = "student-1"
+    at.run()
+    no_exception(at)
+    assert [t.value for t in at.text] == [note]
+    at.text_input(key="challenge_name").set_value("[Ada](http://example.com)").run()
+    at.button(key="challenge_submit").click().run()
+    no_exception(at)
+    assert list(at.dataframe[0].value["name"]) == ["[Ada](http://example.com) (you)"]  # a table cell: plain text
+    shown = [m.value for m in [*at.markdown, *at.caption, *at.success, *at.info, *at.warning]]
+    assert any("Submitted as" in text for text in shown)
+    assert not any("](http" in text for text in shown)
+
+
+@pytest.mark.parametrize("address, headers, local", [
+    (None, {}, True),  # Streamlit gives no address for localhost
+    ("192.168.1.20", {}, False),  # a browser on the LAN
+    (None, {"X-Forwarded-For": "192.168.1.20"}, False),  # through a reverse proxy on this machine
+])
+def test_on_this_machine_reads_the_connection(monkeypatch, address, headers, local):
+    from types import SimpleNamespace
+
+    from playground.ui import class_challenge_page
+
+    monkeypatch.setattr(class_challenge_page.st, "context", SimpleNamespace(ip_address=address, headers=headers))
+    assert class_challenge_page.on_this_machine() is local

@@ -2,7 +2,9 @@
 
 import json
 import math
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -267,3 +269,66 @@ def test_saving_under_an_id_never_replaces_a_folder_that_is_not_a_run(tmp_path, 
     with pytest.raises(RunStoreError, match="Not a run id"):
         store.save(trained, spec, shapes, run_id="../elsewhere")
     assert [p.name for p in (tmp_path / "runs" / "holiday photos").iterdir()] == ["beach.jpg"]
+
+
+def _age(path, days):
+    """Make `path` and everything in it look last changed `days` days ago."""
+    then = time.time() - days * 86400
+    for item in [*path.rglob("*"), path]:
+        os.utime(item, (then, then), follow_symlinks=False)
+
+
+def test_counts_and_size_for_the_quotas_read_no_weights(tmp_path, trained, spec, shapes):
+    store = RunStore()
+    assert store.count_runs("a") == 0 and store.total_bytes() == 0  # no runs folder yet
+    first = store.save(trained, spec, shapes, owner="a")
+    store.save(trained, spec, shapes, owner="a")
+    store.save(trained, spec, shapes, owner="b")
+    store.save(trained, spec, shapes)  # the command line's: no owner
+    (tmp_path / "runs" / "foreign").mkdir()
+    assert (store.count_runs("a"), store.count_runs("b"), store.count_runs("nobody")) == (2, 1, 0)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert store.total_bytes() == on_disk > 0
+    # Counting reads meta.json alone: a damaged run (its weights gone) still counts for its owner.
+    (first.path / "model.weights.h5").unlink()
+    assert store.load(first.run_id).damaged and store.count_runs("a") == 2
+
+
+def test_leftovers_of_killed_saves_are_swept_when_old(tmp_path, trained, spec, shapes):
+    store = RunStore()
+    run = store.save(trained, spec, shapes)
+    root = tmp_path / "runs"
+    killed_save = root / f".tmp-{run.run_id}-ab12"
+    shutil.copytree(run.path, killed_save)  # a worker killed while saving: a whole folder left behind
+    (root / f".tmp-deleting-{run.run_id}x").mkdir()  # ... or while deleting
+    (root / ".tmp-meta.json").write_text("{}")
+    live_save = root / f".tmp-{run.run_id}-cd34"
+    live_save.mkdir()  # a save in progress
+    for old in (killed_save, root / f".tmp-deleting-{run.run_id}x", root / ".tmp-meta.json"):
+        _age(old, 1)
+    assert store.sweep_temporary(min_age_s=600) == 3
+    assert sorted(p.name for p in root.iterdir()) == sorted([run.run_id, live_save.name])
+    assert store.load(run.run_id).damaged is None  # runs themselves are never swept, however old
+    assert RunStore(tmp_path / "missing").sweep_temporary() == 0
+
+
+def test_the_teacher_clears_runs_not_changed_for_days(tmp_path, trained, spec, shapes):
+    store = RunStore()
+    old = store.save(trained, spec, shapes, owner="a")
+    damaged = store.save(trained, spec, shapes, owner="b")
+    (damaged.path / "spec.json").unlink()
+    renamed = store.save(trained, spec, shapes, owner="c")
+    fresh = store.save(trained, spec, shapes, owner="d")
+    foreign = tmp_path / "runs" / "holiday photos"
+    foreign.mkdir()
+    for path in (old.path, damaged.path, renamed.path, foreign):
+        _age(path, 40)
+    store.rename(renamed.run_id, "still in use")  # a change: it stays
+    expected_bytes = sum(p.stat().st_size for folder in (old.path, damaged.path) for p in folder.rglob("*")
+                         if p.is_file())
+
+    assert store.clear_older_than(30) == (2, expected_bytes)
+    assert {r.run_id for r in store.list_runs()} == {renamed.run_id, fresh.run_id, "holiday photos"}
+    assert store.clear_older_than(30) == (0, 0)
+    assert store.clear_older_than(0)[0] == 2  # everything that is a run; the foreign folder stays
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["holiday photos"]

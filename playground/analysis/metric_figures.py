@@ -8,6 +8,7 @@ says which cell or which image was chosen.
 
 from __future__ import annotations
 
+import html
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,11 @@ WRONG_COLOR = "#d62728"
 class MetricFigureError(ValueError):
     """Arrays of a shape a figure cannot draw, in one sentence."""
 
+
+
+def plotly_text(text: object) -> str:
+    """Someone else's text (a class or run name) for Plotly, which renders a few HTML tags: shown as typed."""
+    return html.escape(str(text), quote=False)
 
 def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
@@ -53,7 +59,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
         raise MetricFigureError(f"The matrix must be (C, C) for {c} class names. Received: shape={m.shape}")
     rows = m.sum(axis=1, keepdims=True)
     share = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
-    names = [str(n) for n in class_names]
+    names = [plotly_text(n) for n in class_names]
     hover = [[f"true {names[t]}<br>predicted {names[p]}<br>{m[t, p]} images ({share[t, p]:.0%} of {names[t]})"
               for p in range(c)] for t in range(c)]
     fig = go.Figure(go.Heatmap(
@@ -79,7 +85,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], *, height: 
 
 def class_scores_figure(scores: ClassScores, class_names: Sequence[str], *, height: int = 300) -> go.Figure:
     """Grouped bars of precision, recall and F1 for every class."""
-    names = [str(n) for n in class_names]
+    names = [plotly_text(n) for n in class_names]
     fig = go.Figure()
     for label, values, color in (("precision", scores.precision, "#1f77b4"), ("recall", scores.recall, "#ff7f0e"), ("F1", scores.f1, "#2ca02c")):
         fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=color,
@@ -162,7 +168,7 @@ def projection_figure(
     n = len(points)
     if points.shape != (n, 2) or not (len(y_true) == len(y_pred) == len(indices) == n):
         raise MetricFigureError(f"Points must be (N, 2) with N labels, predictions and indices. Received: shape={points.shape}, {len(y_true)} labels")
-    names = np.array([str(c) for c in class_names], dtype=object)
+    names = np.array([plotly_text(c) for c in class_names], dtype=object)
     fig = go.Figure()
     for c, name in enumerate(names):
         mask = np.asarray(y_true) == c
@@ -228,10 +234,10 @@ def overlay_figure(histories: Mapping[str, Mapping[str, Sequence[float]]], *, he
                 if not values:
                     continue
                 fig.add_trace(go.Scatter(
-                    x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=f"{label}",
+                    x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=plotly_text(label),
                     legendgroup=label, showlegend=(col == 1 and part == "validation"),
                     line=dict(color=_color(i), dash=dash), marker=dict(size=5),
-                    hovertemplate=f"{label}<br>epoch %{{x}}<br>{part} {metric} %{{y:.4f}}<extra></extra>",
+                    hovertemplate=f"{plotly_text(label)}<br>epoch %{{x}}<br>{part} {metric} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=col)
     longest = max((len(h.get("loss") or []) for h in histories.values()), default=0)
     fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 20 else None)

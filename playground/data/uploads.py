@@ -16,6 +16,7 @@ earlier versions, directly in the uploads folder, are listed for everyone.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import time
@@ -143,10 +144,15 @@ def sweep_partial_files(min_age_s: float = 600.0) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of every file under `folder` (0 when it does not exist)."""
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of the files under `folder` (0 when it does not exist); what vanishes while counting counts 0."""
+    total = 0
+    for parent, _, files in os.walk(folder):  # (os.walk skips folders it cannot read, and symlinked ones)
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _decode_and_save(data: bytes, name: str, target: str) -> str:

@@ -4,7 +4,9 @@ The Compare runs page shows every saved run with the same columns (name,
 dataset, preset, parameters, speed, test accuracy) plus one column per spec
 field whose value differs between the runs being compared, so "what changed"
 is visible without reading whole specs. Damaged run folders get a row too,
-with the reason, and never an exception.
+with the reason, and never an exception. An imported run's numbers are its
+bundle's claims: they are shown as such ("claimed 95.0%"), never in the
+columns that sort runs against each other.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ def run_row(record: RunRecord, fields: Sequence[str] = ()) -> dict[str, Any]:
 
     Returns:
         {column: value}; numbers stay numbers (None where unknown) so the table sorts them.
+        An imported run has None in the measured columns and its claims in "status".
     """
     m = record.metrics or {}
 
     def number(key: str) -> float | None:
-        value = m.get(key)
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        value = _finite(m.get(key))
+        return None if record.imported and key in _CLAIMED else value
 
     spec = record.spec
     params = number("params")
@@ -74,8 +77,36 @@ def run_row(record: RunRecord, fields: Sequence[str] = ()) -> dict[str, Any]:
     for name in fields:
         row[name] = _shown(get_value(spec, name)) if spec else ""
     row["created"] = record.created.replace("T", " ")[:16]
-    row["status"] = f"damaged: {record.damaged}" if record.damaged else (m.get("stop_reason") or "ok")
+    if record.damaged:
+        row["status"] = f"damaged: {record.damaged}"
+    elif record.imported:
+        row["status"] = f"imported: {accuracy_text(record)}"
+    else:
+        row["status"] = m.get("stop_reason") or "ok"
     return row
+
+
+# The metrics an imported bundle only claims (the parameter count is always the rebuilt model's).
+_CLAIMED = ("test_accuracy", "train_seconds", "images_per_second", "epochs_completed", "test_loss")
+
+
+def accuracy_text(record: RunRecord) -> str:
+    """A run's test accuracy in words: "test acc 93.1%", "test acc –" (never evaluated) or "claimed 95.0%" (imported).
+
+    Args:
+        record: an undamaged run.
+    """
+    accuracy = _finite(record.metrics.get("test_accuracy"))
+    if record.imported:
+        return f"claimed {accuracy:.1%}" if accuracy is not None else "no claimed accuracy"
+    return f"test acc {accuracy:.1%}" if accuracy is not None else "test acc –"
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def task_key(record: RunRecord) -> tuple:
@@ -94,11 +125,12 @@ def largest_task_group(records: Sequence[RunRecord]) -> list[RunRecord]:
 
 
 def may_manage(record: RunRecord, session_id: str, *, protected: bool) -> bool:
-    """Whether this session may rename or delete `record`.
+    """Whether this session may rename or delete `record` without the teacher code.
 
     On a server without a teacher code (`protected` False: a personal install)
-    every run may be managed. With one, a session manages only its own runs
-    and runs saved without an owner (the command line); the teacher code
-    unlocks the rest on the page.
+    every run may be managed. With one, a session manages only its own runs;
+    runs without an owner (saved from the command line: the teacher's, and
+    damaged folders whose owner cannot be read) need the teacher code, as do
+    other sessions' runs.
     """
-    return not protected or record.owner in (None, session_id)
+    return not protected or (bool(session_id) and record.owner == session_id)

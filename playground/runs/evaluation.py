@@ -169,6 +169,34 @@ def evaluate_run(record: RunRecord, dataset: Dataset, *, store: RunStore | None 
     return evaluation
 
 
+def measured_accuracy(record: RunRecord, dataset_name: str) -> float:
+    """A run's accuracy on a named dataset's standard test set, measured on this server.
+
+    What the class challenge ranks: never the numbers in a run's
+    metrics.json, which for an imported bundle are only its claims. Every
+    run is scored on the same images (for "shapes": the default noise and
+    seed), and the predictions are cached in the run folder like any
+    evaluation.
+
+    Args:
+        record: the run (its model is rebuilt from its folder).
+        dataset_name: a named dataset (a key of the data catalog).
+
+    Returns:
+        The share of test images predicted right, 0..1.
+
+    Raises:
+        DatasetError, EvaluationError, RunStoreError (all ValueErrors): the
+            data or the run cannot be used, in one sentence.
+    """
+    from playground.data.datasets import load_dataset
+
+    evaluation = evaluate_run(record, load_dataset(dataset_name))
+    if not len(evaluation.y_true):
+        raise EvaluationError(f"The test set of {dataset_name!r} is empty, so no run can be scored on it.")
+    return float(np.mean(evaluation.correct))
+
+
 def _weights_stamp(record: RunRecord) -> str:
     try:
         st = (Path(record.path) / WEIGHTS_FILE).stat()

@@ -8,7 +8,14 @@ shared by every session of the server:
 
     {"version": 1, "salt": hex, "code_hash": hex | "", "challenge": {...} | null,
      "entries": [{"key", "owner_key", "display_name", "accuracy", "params",
-                  "train_seconds", "dataset", "spec_query", "submitted"}]}
+                  "train_seconds" (null = unknown), "dataset", "spec_query", "submitted"}]}
+
+Scores are the server's own: a submitted run is evaluated on the challenge's
+test set here (`evaluation.measured_accuracy`), whatever its metrics.json
+says, and an imported run's training time is unknown (its bundle only
+claims one). Each session has one entry, its best run: a submission that
+ranks at least as well replaces it. A display name belongs to the session
+that used it first in this challenge (compared without case and spaces).
 
 Owners and run ids are stored only as salted hashes (`owner_key`, `key`), and
 `entries()` returns display names and numbers only: no session ids, run ids or
@@ -17,8 +24,10 @@ lock file, write a temporary file and `os.replace` it, so concurrent
 submissions from threads or processes all land and readers never see half a file.
 
 The teacher's fields are protected by a code: the `PLAYGROUND_TEACHER_CODE`
-environment variable when set, else a code the teacher chose when setting the
-challenge (stored as a salted PBKDF2 hash). With neither, anyone may set it.
+environment variable when set (`python -m playground serve --classroom` sets
+one), else a code the teacher chose when setting the challenge (stored as a
+salted PBKDF2 hash). With neither, the Class challenge page lets only a
+browser on the server's own machine set it.
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ import os
 import secrets
 import tempfile
 import time
+import unicodedata
 import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from playground.data.catalog import CATALOG, dataset_title
 from playground.runs.record import RunRecord
@@ -47,6 +57,10 @@ MAX_NAME_LENGTH = 40
 MAX_ENTRIES = 1000  # keeps the shared file small whatever a class does
 _FORBIDDEN_NAME_CHARS = set("<>&\"'`")
 _PBKDF2_ROUNDS = 100_000
+
+
+# (run, the challenge's dataset name) -> the run's test accuracy 0..1 measured on this server; raises ValueError.
+Scorer = Callable[[RunRecord, str], float]
 
 
 class ChallengeError(ValueError):
@@ -81,9 +95,9 @@ class Entry:
     """One leaderboard row as every student sees it: a display name and public numbers only."""
 
     display_name: str
-    accuracy: float  # test accuracy 0..1
+    accuracy: float  # test accuracy 0..1, measured on this server
     params: int  # parameters of the network
-    train_seconds: float  # training time
+    train_seconds: float | None  # training time on this server; None for an imported run (unknown)
     dataset: str  # the dataset the run was trained on
     spec_query: str  # the run's spec as URL query parameters (for a Playground link)
     submitted: float  # UNIX time of the (latest) submission
@@ -129,8 +143,18 @@ def check_challenge(challenge: Challenge) -> Challenge:
 
 
 def rank(entries: list[Entry]) -> list[Entry]:
-    """Entries best first: accuracy descending, then parameters ascending, then training time ascending."""
-    return sorted(entries, key=lambda e: (-e.accuracy, e.params, e.train_seconds, e.submitted))
+    """Entries best first: accuracy descending, then parameters ascending, then training time ascending (unknown last)."""
+    return sorted(entries, key=lambda e: (*_standing(e.accuracy, e.params, e.train_seconds), e.submitted))
+
+
+def _standing(accuracy: float, params: int, seconds: float | None) -> tuple[float, int, float]:
+    """The sort key of a result on the board: smaller ranks higher."""
+    return -accuracy, params, math.inf if seconds is None else seconds
+
+
+def name_key(name: str) -> str:
+    """What makes two display names the same: compared without case, spaces and width forms ("Ada Li" = "ａｄａli")."""
+    return "".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 class ChallengeBoard:
@@ -139,12 +163,15 @@ class ChallengeBoard:
     Args:
         folder: where `challenge.json` and its lock live; default
             `<settings.runs_dir>/.challenge`.
+        scorer: measures a submitted run's test accuracy; default
+            `evaluation.measured_accuracy` (the run evaluated on this server).
     """
 
-    def __init__(self, folder: Path | str | None = None):
+    def __init__(self, folder: Path | str | None = None, *, scorer: Scorer | None = None):
         self.folder = Path(folder) if folder is not None else get_settings().runs_dir / CHALLENGE_FOLDER
         self.path = self.folder / "challenge.json"
         self._lock_path = self.folder / ".challenge.lock"
+        self._scorer = scorer or _measured_accuracy
 
     # -- teacher ----------------------------------------------------------------------------
 
@@ -192,11 +219,18 @@ class ChallengeBoard:
     # -- students ---------------------------------------------------------------------------
 
     def submit(self, record: RunRecord, display_name: str, session_id: str) -> Entry:
-        """Put one of this session's runs on the board (again: replaces its earlier entry).
+        """Put one of this session's runs on the board, scored on this server, as the session's one entry.
+
+        The run is evaluated on the challenge's test set (seconds on a CPU the
+        first time; cached in the run folder). It replaces the session's
+        entry when it ranks at least as well, or is the same run (e.g. under
+        a new display name).
 
         Args:
-            record: a run from the run store (its owner, metrics and spec are read).
-            display_name: the name shown to everyone (see `validate_display_name`).
+            record: a run from the run store (its owner, spec, parameter count,
+                training time and weights are used; never its test accuracy).
+            display_name: the name shown to everyone (see `validate_display_name`);
+                no other session may have used it in this challenge.
             session_id: the submitting session; it must own the run.
 
         Returns:
@@ -207,43 +241,55 @@ class ChallengeBoard:
             raise ChallengeError(f"Only your own runs can be submitted. Received: run {record.name!r}, which this session did not train")
         if record.damaged:
             raise ChallengeError(f"A damaged run cannot be submitted. Received: run {record.name!r}")
-        metrics = record.metrics or {}
-        try:
-            accuracy = float(metrics["test_accuracy"])
-            params = int(metrics["params"])
-            seconds = float(metrics.get("train_seconds", 0.0))
-        except (KeyError, TypeError, ValueError):
-            accuracy = math.nan
-        if not math.isfinite(accuracy):
-            raise ChallengeError(f"The run has no test accuracy or parameter count to submit. Received: run {record.name!r}")
-        dataset = record.spec.data.dataset
+        params = (record.metrics or {}).get("params")
+        if isinstance(params, bool) or not isinstance(params, int) or params < 0:
+            raise ChallengeError(f"The run has no parameter count to submit. Received: run {record.name!r}")
+        target = self._target_for(record.spec.data.dataset)
+        accuracy = self._measure(record, target)
+        result = {
+            "display_name": name,
+            "accuracy": accuracy,
+            "params": params,
+            "train_seconds": None if record.imported else _seconds(record.metrics),
+            "dataset": target.dataset,
+            "spec_query": urllib.parse.urlencode(record.spec.to_query_params(), safe=","),
+            "submitted": time.time(),
+        }
         with self._locked():
             state = self._read()
-            if not state["challenge"]:
-                raise ChallengeError("No challenge has been set yet; ask the teacher to set one first.")
-            target = Challenge(**state["challenge"])
-            if dataset != target.dataset:
-                raise ChallengeError(f"The challenge is on {dataset_title(target.dataset)}, so runs on other data cannot be submitted. Received: a run on {dataset!r}")
+            target = self._target_for(target.dataset, state)  # the teacher may have changed it meanwhile
             owner_key = _digest(state["salt"], session_id)
-            key = _digest(state["salt"], session_id, record.run_id)
-            entries = [e for e in state["entries"] if e["key"] != key]
-            if len(entries) >= MAX_ENTRIES:
+            row = {"key": _digest(state["salt"], session_id, record.run_id), "owner_key": owner_key, **result}
+            others = [e for e in state["entries"] if e["owner_key"] != owner_key]
+            taken = {name_key(e["display_name"]) for e in others}
+            if name_key(name) in taken:
+                raise ChallengeError(f"The display name {name!r} is already used by someone else on this board; choose another.")
+            _check_replaces(row, [e for e in state["entries"] if e["owner_key"] == owner_key])
+            if len(others) >= MAX_ENTRIES:
                 raise ChallengeError(f"The board is full with {MAX_ENTRIES} entries; ask the teacher to clear it.")
-            row = {
-                "key": key,
-                "owner_key": owner_key,
-                "display_name": name,
-                "accuracy": accuracy,
-                "params": params,
-                "train_seconds": seconds,
-                "dataset": dataset,
-                "spec_query": urllib.parse.urlencode(record.spec.to_query_params(), safe=","),
-                "submitted": time.time(),
-            }
-            entries.append(row)
-            state["entries"] = entries
+            state["entries"] = [*others, row]
             self._write(state)
         return self._public(row, target, owner_key)
+
+    def _target_for(self, dataset: str, state: dict[str, Any] | None = None) -> Challenge:
+        """The current challenge, checked to be on `dataset` (read from `state`, else from the file)."""
+        state = state or self._read()
+        if not state["challenge"]:
+            raise ChallengeError("No challenge has been set yet; ask the teacher to set one first.")
+        target = Challenge(**state["challenge"])
+        if dataset != target.dataset:
+            raise ChallengeError(f"The challenge is on {dataset_title(target.dataset)}, so runs on other data cannot be submitted. Received: a run on {dataset!r}")
+        return target
+
+    def _measure(self, record: RunRecord, target: Challenge) -> float:
+        """The run's test accuracy on the challenge's data, from the scorer, as 0..1."""
+        try:
+            accuracy = float(self._scorer(record, target.dataset))
+        except ValueError as exc:  # DatasetError, EvaluationError, RunStoreError
+            raise ChallengeError(f"The run could not be scored on the test set of {dataset_title(target.dataset)}: {exc}") from None
+        if not 0.0 <= accuracy <= 1.0:  # also NaN
+            raise ChallengeError(f"The run could not be scored on the test set of {dataset_title(target.dataset)}. Received: accuracy {accuracy}")
+        return accuracy
 
     def withdraw(self, record: RunRecord, session_id: str) -> bool:
         """Take this session's entry for `record` off the board; returns whether there was one."""
@@ -264,11 +310,16 @@ class ChallengeBoard:
         return {r.run_id for r in records if _digest(state["salt"], session_id, r.run_id) in keys}
 
     def entries(self, session_id: str | None = None) -> list[Entry]:
-        """The board, ranked (see `rank`); `mine` marks rows submitted by `session_id`."""
+        """The board, ranked (see `rank`), one entry per session; `mine` marks the row of `session_id`."""
         state = self._read()
         target = Challenge(**state["challenge"]) if state["challenge"] else None
         mine = _digest(state["salt"], session_id) if session_id else None
-        return rank([self._public(row, target, mine) for row in state["entries"]])
+        best: dict[str, dict[str, Any]] = {}  # owner_key -> its best row (files written before one entry per session held several)
+        for row in state["entries"]:
+            kept = best.get(row["owner_key"])
+            if kept is None or _row_standing(row) < _row_standing(kept):
+                best[row["owner_key"]] = row
+        return rank([self._public(row, target, mine) for row in best.values()])
 
     # -- file handling ----------------------------------------------------------------------
 
@@ -278,7 +329,7 @@ class ChallengeBoard:
             display_name=row["display_name"],
             accuracy=float(row["accuracy"]),
             params=int(row["params"]),
-            train_seconds=float(row["train_seconds"]),
+            train_seconds=None if row["train_seconds"] is None else float(row["train_seconds"]),
             dataset=row["dataset"],
             spec_query=row["spec_query"],
             submitted=float(row["submitted"]),
@@ -338,6 +389,37 @@ class ChallengeBoard:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _measured_accuracy(record: RunRecord, dataset: str) -> float:
+    """The default scorer: `evaluation.measured_accuracy` (imported when first used: it needs NumPy, and TensorFlow to predict)."""
+    from playground.runs.evaluation import measured_accuracy
+
+    return measured_accuracy(record, dataset)
+
+
+def _seconds(metrics: dict[str, Any]) -> float | None:
+    """A run's training time from its metrics.json (written by this server), None when absent or not a time."""
+    value = metrics.get("train_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def _row_standing(row: dict[str, Any]) -> tuple[float, int, float]:
+    """`_standing` of a row of the file."""
+    seconds = row.get("train_seconds")
+    return _standing(float(row["accuracy"]), int(row["params"]), None if seconds is None else float(seconds))
+
+
+def _check_replaces(row: dict[str, Any], current: list[dict[str, Any]]) -> None:
+    """Refuse `row` when the session's entry on the board (`current`, at most one) is another run that ranks higher."""
+    for entry in current:
+        if entry["key"] != row["key"] and _row_standing(entry) < _row_standing(row):
+            raise ChallengeError(
+                f"Your entry on the board ({float(entry['accuracy']):.2%}) ranks above this run ({row['accuracy']:.2%}); "
+                "take it off the board first to submit a weaker run."
+            )
 
 
 def _digest(salt: str, *parts: str) -> str:

@@ -8,6 +8,8 @@ from typing import Any
 
 from playground.spec.experiment import ExperimentSpec
 
+IMPORTED = "imported"  # the stop reason in metrics.json of a run made from an uploaded bundle
+
 
 @dataclass
 class RunRecord:
@@ -32,3 +34,14 @@ class RunRecord:
     def num_classes(self) -> int:
         """Number of classes the model predicts."""
         return len(self.class_names)
+
+    @property
+    def imported(self) -> bool:
+        """Whether the run was made from an uploaded bundle.
+
+        Its metrics are then the bundle's claims, not numbers measured on this
+        server: shown as claims, never ranked. Runs trained here (and runs
+        trained further from an imported one) have the stop reason of their
+        training instead.
+        """
+        return self.metrics.get("stop_reason") == IMPORTED

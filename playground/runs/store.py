@@ -18,6 +18,10 @@ once. Any folder that is not a readable run (damaged files, a foreign folder)
 is listed with `damaged` set to the reason, and reading never raises for it. Models are only ever rebuilt from
 our spec.json plus model.weights.h5: never from a user's .keras file, never
 from a pickle.
+
+For quotas and clean-up, without reading any run's weights: `count_runs(owner)`,
+`total_bytes()`, `sweep_temporary()` (what killed saves left behind) and
+`clear_older_than(days)`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +50,7 @@ from tensorflow.core.framework import summary_pb2
 from playground.model import network as models
 from playground.training import loop as training
 from playground.settings import get_settings
+from playground.data.uploads import folder_bytes
 from playground.runs.record import RunRecord
 from playground.spec.experiment import ExperimentSpec, SpecError
 
@@ -185,6 +191,74 @@ class RunStore:
         except OSError as exc:
             raise RunStoreError(f"Cannot delete run {run_id} ({exc.strerror or exc}).") from None
 
+    # -- housekeeping --------------------------------------------------------
+
+    def count_runs(self, owner: str) -> int:
+        """How many run folders `owner` saved (damaged ones too); only each folder's meta.json is read. Never raises."""
+        return sum(_owner_of(path) == owner for path in self._folders())
+
+    def total_bytes(self) -> int:
+        """Bytes of every file in the runs folder, temporary folders included (0 when there is none). Never raises."""
+        return folder_bytes(self.root)
+
+    def sweep_temporary(self, min_age_s: float = 600.0) -> int:
+        """Delete the temporary folders and files that a process killed while saving or deleting left in the runs folder.
+
+        Args:
+            min_age_s: only those not written to for this many seconds go, so
+                a save in progress is never touched.
+
+        Returns:
+            How many were deleted. Never raises.
+        """
+        cutoff = time.time() - min_age_s
+        try:
+            leftovers = [p for p in self.root.iterdir() if p.name.startswith(_TEMP_PREFIX)]
+        except OSError:
+            return 0
+        count = 0
+        for path in leftovers:
+            try:
+                if path.lstat().st_mtime > cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue  # already gone, or not ours to delete
+            count += 1
+        return count
+
+    def clear_older_than(self, days: float) -> tuple[int, int]:
+        """Delete every run (damaged ones too) not changed for `days` days: the teacher's clean-up.
+
+        A run changes when it is saved (each checkpoint) or renamed. Folders that
+        are not runs are left alone, like `delete` leaves them.
+
+        Args:
+            days: the age, in days, of a run folder's newest file (0 = every run).
+
+        Returns:
+            (runs deleted, bytes freed).
+        """
+        cutoff = time.time() - days * 86400
+        count = freed = 0
+        for path in self._folders():
+            try:
+                if _last_change(path) > cutoff:
+                    continue
+            except OSError:
+                continue  # deleted meanwhile
+            size = folder_bytes(path)
+            try:
+                self.delete(path.name)
+            except RunStoreError:
+                continue
+            count += 1
+            freed += size
+        return count, freed
+
     # -- reading -------------------------------------------------------------
 
     def list_runs(self, owner: str | None = None) -> list[RunRecord]:
@@ -193,11 +267,7 @@ class RunStore:
         Args:
             owner: only runs of this owner; None lists everyone's.
         """
-        try:
-            entries = [p for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir()]
-        except OSError:
-            return []  # no runs folder yet, or not readable: no runs
-        records = [self._read(p) for p in sorted(entries, key=lambda p: p.name, reverse=True)]
+        records = [self._read(p) for p in sorted(self._folders(), key=lambda p: p.name, reverse=True)]
         if owner is not None:
             records = [r for r in records if r.owner == owner]
         return records
@@ -249,6 +319,13 @@ class RunStore:
             return None
 
     # -- helpers -------------------------------------------------------------
+
+    def _folders(self) -> list[Path]:
+        """The folders in the root that may be runs (not hidden); [] when there is no readable root."""
+        try:
+            return [p for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir()]
+        except OSError:
+            return []  # no runs folder yet, or not readable: no runs
 
     def _path(self, run_id: str) -> Path:
         """The folder of `run_id`, refusing ids that would point outside the root."""
@@ -361,6 +438,22 @@ def _fill(record: RunRecord, path: Path) -> None:
     with open(path / "model.weights.h5", "rb") as f:
         if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
             raise _Damaged("model.weights.h5 is not an HDF5 weights file")
+
+
+def _owner_of(folder: Path) -> str | None:
+    """The owner named in a run folder's meta.json; None when it names none or cannot be read."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    owner = meta.get("owner") if isinstance(meta, dict) else None
+    return owner if isinstance(owner, str) else None
+
+
+def _last_change(folder: Path) -> float:
+    """time.time() of the newest change to a run folder: the folder itself or an entry at its top."""
+    with os.scandir(folder) as entries:
+        return max([folder.stat().st_mtime, *(e.stat(follow_symlinks=False).st_mtime for e in entries)])
 
 
 def _move_into_place(temp: Path, final: Path) -> None:

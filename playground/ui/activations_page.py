@@ -2,7 +2,9 @@
 
 The network is a saved run or the Playground's untrained settings
 (`model_source.choose_network`); the image is a test image of its dataset
-or an uploaded one, prepared as the Predict page prepares it.
+or an uploaded one, prepared as the Predict page prepares it. A link with
+impossible settings gets one sentence saying why, never a traceback, and
+class and file names are shown as plain text.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from playground.ui.model_source import (
     load_data,
     network_model,
 )
+from playground.ui.plain_text import escape_markdown
 
 NO_BAR = {"displayModeBar": False}
 
@@ -181,7 +184,10 @@ def render() -> None:
         st.stop()
     describe(network)
     if network.input_shape is None or network.num_classes is None:
-        st.error(f"The dataset is needed to build this network: {network.data_error}")
+        st.error(f"The dataset is needed to build this network: {escape_markdown(network.data_error)}")
+        st.stop()
+    if network.problem:
+        st.error(f"This network cannot be built: {escape_markdown(network.problem)}")
         st.stop()
     dataset = load_data(network.spec)
     if dataset is not None and tuple(dataset.input_shape) != tuple(network.input_shape):
@@ -220,11 +226,11 @@ def verdict_section(model: keras.Model, image: np.ndarray, label: int | None, ca
     left, right = st.columns([1, 2])
     with left:
         st.plotly_chart(figures.image_row([image], ["as the network sees it"], height=300), config=NO_BAR, key="act_image")
-        st.caption(caption)
+        st.caption(escape_markdown(caption))  # a class name or an uploaded file's name
     with right:
-        verdict = f"The network says **{class_names[predicted]}** ({probabilities[predicted]:.1%})"
+        verdict = f"The network says **{escape_markdown(class_names[predicted])}** ({probabilities[predicted]:.1%})"
         if label is not None:
-            verdict += " — right." if label == predicted else f" — wrong: it is {class_names[label]}."
+            verdict += " — right." if label == predicted else f" — wrong: it is {escape_markdown(class_names[label])}."
         st.markdown(verdict)
         st.plotly_chart(figures.probability_bars(probabilities, class_names, highlight=predicted), config=NO_BAR,
                         key="act_probabilities")

@@ -6,15 +6,19 @@ and the numbers in the table (accuracy, parameters, training time, the spec
 as a Playground link), never another session's runs, images or ids. The
 board re-reads the shared file every few seconds, so new submissions appear
 for the whole class without reloading.
+
+Nothing a student types is read as markup: display names sit in the table,
+and the teacher's note is shown as plain text. Without a teacher code the
+challenge can be set only from the server's own machine, so the first
+student to open a served app cannot take it over.
 """
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from playground.data.catalog import CATALOG, dataset_title
+from playground.runs.compare import accuracy_text
 from playground.runs.leaderboard import (
     MAX_NAME_LENGTH,
     Challenge,
@@ -24,10 +28,12 @@ from playground.runs.leaderboard import (
 from playground.runs.record import RunRecord
 from playground.runs.store import RunStore
 from playground.ui.flash import flash, show_flash
+from playground.ui.plain_text import escape_markdown
 from playground.ui.session import session_id
 
 FLASH_PAGE = "challenge"  # the page's slot for messages that outlive a rerun (see ui.flash)
 REFRESH_SECONDS = 3  # how often the leaderboard re-reads the shared file
+_PROXY_HEADERS = ("X-Forwarded-For", "X-Real-Ip", "Forwarded")  # set by a reverse proxy that passes on a browser elsewhere
 
 
 def render() -> None:
@@ -46,7 +52,7 @@ def render() -> None:
     if target:
         st.markdown(f"### :material/flag: Target: {target.describe()}")
         if target.note:
-            st.write(target.note)
+            st.text(target.note)  # the teacher's words, never markup
     else:
         st.info("No challenge has been set yet. The teacher sets one under “Teacher: set the challenge” below.")
     leaderboard(board, me)
@@ -91,15 +97,21 @@ def leaderboard(board: ChallengeBoard, me: str) -> None:
                                                 help="The run's settings as a Playground link: train it yourself."),
         },
     )
-    st.caption(f"Ranked by test accuracy, then fewer parameters, then shorter training. Refreshes every {REFRESH_SECONDS} s.")
+    st.caption("Test accuracy is measured on this server, on the challenge's test set, whatever a run's own numbers say. "
+               "Ranked by test accuracy, then fewer parameters, then shorter training (blank: an imported run, "
+               f"its training time unknown). Refreshes every {REFRESH_SECONDS} s.")
 
 
 def own_run_label(record: RunRecord, target: Challenge | None) -> str:
-    """A run of this session in the picker: name, dataset, accuracy, parameters, and whether it meets the target."""
+    """A run of this session in the picker: name, dataset, accuracy, parameters, and whether it seems to meet the target.
+
+    The board measures the accuracy again on submission; an imported run's
+    accuracy is only its bundle's claim, so it is never said to meet the target.
+    """
     acc, params = record.metrics.get("test_accuracy", float("nan")), int(record.metrics.get("params", 0))
-    meets = target is not None and target.is_met(record.spec.data.dataset, acc, params)
-    shown = "test acc –" if math.isnan(acc) else f"{acc:.2%}"  # NaN: an interrupted run, never evaluated
-    return f"{record.name} · {record.spec.data.dataset} · {shown} · {params:,} parameters" + (" · meets the target" if meets else "")
+    meets = target is not None and not record.imported and target.is_met(record.spec.data.dataset, acc, params)
+    return (f"{record.name} · {record.spec.data.dataset} · {accuracy_text(record)} · {params:,} parameters"
+            + (" · meets the target" if meets else ""))
 
 
 def submit_section(board: ChallengeBoard, target: Challenge | None, me: str) -> None:
@@ -121,11 +133,13 @@ def submit_section(board: ChallengeBoard, target: Challenge | None, me: str) -> 
     left, right, _ = st.columns([1, 2, 4])
     if left.button("Submit", type="primary", key="challenge_submit", disabled=target is None):
         try:
-            entry = board.submit(by_id[chosen], name, me)
+            with st.spinner("Scoring your run on the challenge's test set (once per run)..."):
+                entry = board.submit(by_id[chosen], name, me)
         except ChallengeError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))  # it may quote the display name
         else:
-            flash(FLASH_PAGE, f"Submitted as {entry.display_name!r}" + (": it meets the target!" if entry.meets_target else "."))
+            flash(FLASH_PAGE, f"Submitted as {escape_markdown(entry.display_name)} with {entry.accuracy:.2%} measured test accuracy"
+                  + (": it meets the target!" if entry.meets_target else "."))
             st.rerun()
     if chosen in on_board and right.button("Take this run off the board", key="challenge_withdraw"):
         board.withdraw(by_id[chosen], me)
@@ -133,15 +147,34 @@ def submit_section(board: ChallengeBoard, target: Challenge | None, me: str) -> 
         st.rerun()
 
 
+def on_this_machine() -> bool:
+    """Whether this browser runs on the server's own machine: connected from localhost, not through a proxy.
+
+    Streamlit gives the address of a browser elsewhere as text, and none for localhost.
+    """
+    headers = st.context.headers
+    return not isinstance(st.context.ip_address, str) and not any(name in headers for name in _PROXY_HEADERS)
+
+
 def teacher_section(board: ChallengeBoard, target: Challenge | None) -> None:
-    """Who may change the challenge, the form that sets it, and clearing the board."""
+    """Who may change the challenge, the form that sets it, and clearing the board.
+
+    Without any teacher code, only a browser on the server's own machine may
+    set the challenge (and choose a code): on a served app the first student
+    to open the page could otherwise lock the teacher out.
+    """
     if board.code_from_environment():
         st.caption("Changes need the teacher code set on the server (PLAYGROUND_TEACHER_CODE).")
     elif board.code_required():
         st.caption("Changes need the teacher code chosen when the challenge was set.")
+    elif not on_this_machine():
+        st.warning("This server has no teacher code, so the challenge can be set only from the server's own machine. "
+                   "Teacher: start the app with `python -m playground serve --classroom` (it prints a teacher code), "
+                   "or set PLAYGROUND_TEACHER_CODE.", icon=":material/lock:")
+        return
     else:
-        st.caption("⚠️ No teacher code is set, so anyone using this server may change the challenge. "
-                   "Choose a code below, or start the server with PLAYGROUND_TEACHER_CODE, to protect it.")
+        st.caption("⚠️ No teacher code is set, so anyone using this machine may change the challenge (browsers elsewhere "
+                   "cannot). Choose a code below, or start the server with PLAYGROUND_TEACHER_CODE, to protect it.")
     challenge_form(board, target or Challenge("mnist", 0.99, 100_000))
     st.divider()
     clear_board(board)

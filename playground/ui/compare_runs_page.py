@@ -7,8 +7,10 @@ one task (same dataset, class names and input shape) can be averaged into an
 ensemble whose test accuracy is shown next to each member's.
 
 Renaming and deleting: on a server without PLAYGROUND_TEACHER_CODE every run
-may be managed; with it, a session manages its own runs and runs saved from
-the command line, and the teacher code unlocks the others.
+may be managed; with it, a session manages its own runs, and the teacher code
+unlocks the others (runs saved from the command line among them). Run names
+come from other sessions too: they are shown as plain text, and an imported
+run's numbers as its bundle's claims.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from playground.runs.record import RunRecord
 from playground.runs.store import RunStore, RunStoreError
 from playground.settings import get_settings
 from playground.ui.flash import flash, show_flash
+from playground.ui.plain_text import escape_markdown
 from playground.ui.run_picker import run_label
 from playground.ui.session import current_run_id, session_id, visible_runs
 
@@ -94,7 +97,7 @@ def runs_table(records: list[RunRecord], by_id: dict[str, RunRecord], label: Cal
     damaged = [r for r in records if r.damaged]
     if damaged:
         st.warning(f"{len(damaged)} run folder(s) cannot be used and are listed as damaged: "
-                   + "; ".join(f"{r.run_id}: {r.damaged}" for r in damaged[:5]) + ("; ..." if len(damaged) > 5 else ""))
+                   + escape_markdown("; ".join(f"{r.run_id}: {r.damaged}" for r in damaged[:5])) + ("; ..." if len(damaged) > 5 else ""))
     st.caption(f"Each run also writes TensorBoard logs: `tensorboard --logdir {get_settings().runs_dir}` shows every run's curves.")
     return chosen
 
@@ -123,7 +126,7 @@ def ensemble_section(chosen: list[str], by_id: dict[str, RunRecord], label: Call
             st.session_state[ENSEMBLE_KEY] = (tuple(members), result)
         except (EnsembleError, DatasetError, EvaluationError, RunStoreError) as exc:
             st.session_state.pop(ENSEMBLE_KEY, None)
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))  # it may quote run names
     saved = st.session_state.get(ENSEMBLE_KEY)
     if saved and saved[0] == tuple(members):
         ensemble_result(saved[1])
@@ -138,9 +141,9 @@ def ensemble_result(result: EnsembleResult) -> None:
         st.plotly_chart(metric_figures.ensemble_figure(result.names, result.member_accuracy, result.accuracy), key="compare_ensemble_chart")
     with right:
         st.metric("Ensemble test accuracy", f"{result.accuracy:.2%}", delta=f"{result.gain * 100:+.2f} points vs best member")
-        st.caption(f"Every model is scored on the same test images, those of {result.names[0]!r}."
-                   + (f" {', '.join(map(repr, result.other_data))} drew other shapes (seed or noise), so its accuracy here differs "
-                      "from the one saved with it." if result.other_data else ""))
+        st.caption(f"Every model is scored on the same test images, those of {escape_markdown(repr(result.names[0]))}."
+                   + (f" {escape_markdown(', '.join(map(repr, result.other_data)))} drew other shapes (seed or noise), so its "
+                      "accuracy here differs from the one saved with it." if result.other_data else ""))
         st.dataframe(
             {"model": [*result.names, "ensemble"], "test accuracy": [*result.member_accuracy, result.accuracy],
              "test loss": [*result.member_loss, result.loss]},
@@ -161,7 +164,8 @@ def manage_section(records: list[RunRecord], mine: str | None) -> None:
     me = session_id()
     manageable = {r.run_id: r for r in records if unlocked or compare.may_manage(r, me, protected=bool(teacher_code))}
     if teacher_code and not unlocked:
-        st.caption("This server has a teacher code: you can rename and delete the runs of this browser session and runs saved from the command line.")
+        st.caption("This server has a teacher code: you can rename and delete the runs of this browser session; "
+                   "the teacher code unlocks the others, including runs saved from the command line.")
     if not manageable:
         st.info("None of the saved runs can be changed from this session.")
         return
@@ -188,9 +192,9 @@ def rename(target: RunRecord) -> None:
         try:
             RunStore().rename(target.run_id, new_name)
         except RunStoreError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))  # it quotes the name typed
             return
-        flash(FLASH_PAGE, f"Renamed to {' '.join(new_name.split())!r}.")
+        flash(FLASH_PAGE, f"Renamed to {escape_markdown(' '.join(new_name.split()))}.")
         st.rerun()
 
 
@@ -202,12 +206,12 @@ def delete(target: RunRecord) -> None:
         st.session_state[PENDING_DELETE_KEY] = target.run_id
     if st.session_state.get(PENDING_DELETE_KEY) != target.run_id:
         return
-    st.warning(f"Delete {target.name or target.run_id!r} and its weights for good?")
+    st.warning(f"Delete {escape_markdown(target.name or target.run_id)} and its weights for good?")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):
         try:
             RunStore().delete(target.run_id)
-            flash(FLASH_PAGE, f"Deleted {target.name or target.run_id!r}.")
+            flash(FLASH_PAGE, f"Deleted {escape_markdown(target.name or target.run_id)}.")
         except RunStoreError as exc:
             flash(FLASH_PAGE, str(exc), "error")
         st.session_state.pop(PENDING_DELETE_KEY, None)

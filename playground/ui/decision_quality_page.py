@@ -9,6 +9,7 @@ training and validation curves.
 
 The run's predictions come from `runs.evaluation`, computed once per run and
 cached in its folder; projections are cached per process by their input.
+Class names (an imported bundle's among them) are shown as plain text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from playground.data.datasets import load_for_spec
 from playground.runs.evaluation import Evaluation, EvaluationError, evaluate_run
 from playground.runs.record import RunRecord
 from playground.runs.store import RunStoreError
+from playground.ui.plain_text import escape_markdown
 from playground.ui.run_picker import pick_run
 
 GRID = 8  # thumbnails per row
@@ -45,9 +47,9 @@ def thumbnails(images: np.ndarray, indices: np.ndarray, captions: list[str], col
 
 
 def top3_text(probabilities: np.ndarray, names: tuple[str, ...]) -> str:
-    """The three most probable classes of one image (probabilities (C,)), one "name: p%" per line."""
+    """The three most probable classes of one image (probabilities (C,)), one "name: p%" per line, as markdown."""
     classes, values = metrics.top_k(probabilities[None], 3)
-    return "  \n".join(f"{names[c]}: {v:.0%}" for c, v in zip(classes[0], values[0]))
+    return "  \n".join(f"{escape_markdown(names[c])}: {v:.0%}" for c, v in zip(classes[0], values[0]))
 
 
 def render() -> None:
@@ -83,7 +85,7 @@ def evaluate(record: RunRecord) -> tuple[Dataset, Evaluation]:
         with st.spinner("Predicting the test set (once per run; cached in the run folder)..."):
             return data, evaluate_run(record, data)
     except (DatasetError, EvaluationError, RunStoreError) as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))  # it may quote the run's name
         st.stop()
 
 
@@ -140,7 +142,8 @@ def confusion_tab(record: RunRecord, data: Dataset, ev: Evaluation, names: tuple
         found = metrics.cell_indices(y, pred, t, p)
         # Most confident first, so the clearest cases of this cell lead.
         found = found[np.argsort(-probs[found, p], kind="stable")][: GRID * 4]
-        st.write(f"**{cm[t, p]}** test images of **{names[t]}** predicted as **{names[p]}**" + (f" (showing {len(found)})" if len(found) < cm[t, p] else ""))
+        st.write(f"**{cm[t, p]}** test images of **{escape_markdown(names[t])}** predicted as **{escape_markdown(names[p])}**"
+                 + (f" (showing {len(found)})" if len(found) < cm[t, p] else ""))
         thumbnails(data.x_test, found, [f"#{i} · {probs[i, p]:.0%}" for i in found])
 
 
@@ -154,7 +157,8 @@ def mistakes_tab(data: Dataset, ev: Evaluation, names: tuple[str, ...]) -> None:
     count = st.select_slider("Mistakes to show", [12, 24, 48, 96], value=24, key="quality_mistake_count")
     st.write(f"The **{min(count, len(mistakes))}** most confident mistakes of {len(mistakes)}: the network was surest of the wrong class first.")
     shown = mistakes[:count]
-    thumbnails(data.x_test, shown, [f"#{i} · true **{names[y[i]]}**  \n{top3_text(probs[i], names)}" for i in shown], columns=6)
+    thumbnails(data.x_test, shown, [f"#{i} · true **{escape_markdown(names[y[i]])}**  \n{top3_text(probs[i], names)}" for i in shown],
+               columns=6)
 
 
 def confidence_tab(ev: Evaluation) -> None:
@@ -200,7 +204,8 @@ def feature_space_tab(data: Dataset, ev: Evaluation, names: tuple[str, ...]) -> 
             i = int(points[0]["customdata"][0])
             st.image(metric_figures.thumbnail(data.x_test[i], 168), width=168)
             mark = "right" if pred[i] == y[i] else "wrong"
-            st.markdown(f"**#{i}** · true **{names[y[i]]}** · predicted **{names[pred[i]]}** ({mark})  \n{top3_text(probs[i], names)}")
+            st.markdown(f"**#{i}** · true **{escape_markdown(names[y[i]])}** · predicted **{escape_markdown(names[pred[i]])}** "
+                        f"({mark})  \n{top3_text(probs[i], names)}")
         else:
             st.info("Click a dot to see its image here.")
 

@@ -7,6 +7,10 @@ untrained. The Playground keeps that experiment in `st.session_state`
 `/Architecture?preset=lenet5`) takes precedence, read as the Playground reads
 its own URL.
 
+A link may carry any values: an impossible network is reported in one
+sentence (`Network.problem`) before anything is built, and the link's values
+and run names are shown as plain text.
+
 Models are kept per browser session, never in a server-wide cache: one
 loaded run (keyed by run id and the weights file's modification time) and
 one untrained model (keyed by its spec). Building them takes
@@ -22,11 +26,14 @@ import numpy as np
 import streamlit as st
 
 from playground.data.dataset import Dataset
+from playground.runs.compare import accuracy_text
 from playground.runs.record import RunRecord
 from playground.settings import get_settings
 from playground.spec.experiment import ExperimentSpec, field_names
 from playground.spec.url import read_url
+from playground.spec.validation import check
 from playground.ui import controls
+from playground.ui.plain_text import escape_markdown
 from playground.ui.run_picker import pick_run
 from playground.ui.session import visible_runs
 
@@ -48,6 +55,8 @@ class Network:
         num_classes: number of classes, or None with `data_error`.
         record: the saved run; None for the untrained Playground settings.
         data_error: why the input shape is unknown, in one sentence; "" otherwise.
+        problem: why the network cannot be built (e.g. a link's impossible
+            settings), in one sentence; "" when it can.
     """
 
     spec: ExperimentSpec
@@ -55,6 +64,7 @@ class Network:
     num_classes: int | None
     record: RunRecord | None
     data_error: str = ""
+    problem: str = ""
 
     @property
     def trained(self) -> bool:
@@ -95,32 +105,30 @@ def choose_network(key: str, *, label: str = "Look at") -> Network | None:
             return None
         return Network(record.spec, tuple(record.input_shape), record.num_classes, record)
     spec, messages = playground_spec()
-    if messages:
-        st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {m}" for m in messages))
+    if messages:  # they quote the link's values: plain text
+        st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {escape_markdown(m)}" for m in messages))
     from playground.ui.playground_page import data_shape
 
     input_shape, num_classes, error = data_shape(spec)
-    return Network(spec, input_shape, num_classes, None, error)
+    problems = check(spec, input_shape) if input_shape is not None else []
+    return Network(spec, input_shape, num_classes, None, error, problems[0].message if problems else "")
 
 
 def describe(network: Network) -> None:
     """One line saying what is shown: a trained run with its accuracy, or clearly an untrained network."""
     if network.trained:
         record = network.record
-        accuracy = record.metrics.get("test_accuracy")
         epochs = record.metrics.get("epochs_completed")
-        known = accuracy is not None and accuracy == accuracy  # NaN: a checkpoint of an interrupted run
-        facts = [f"test accuracy {accuracy:.1%}" if known else "not evaluated on the test set (interrupted)",
-                 f"{epochs} epoch(s)" if epochs else ""]
+        facts = [accuracy_text(record), f"{epochs} epoch(s)" if epochs and not record.imported else ""]
         st.success(
-            f"Trained run **{record.name or record.run_id}** on {record.dataset or network.spec.data.dataset}"
-            + (f": {', '.join(f for f in facts if f)}." if any(facts) else "."),
+            f"{'Imported' if record.imported else 'Trained'} run **{escape_markdown(record.name or record.run_id)}** on "
+            f"{escape_markdown(record.dataset or network.spec.data.dataset)}: {', '.join(f for f in facts if f)}.",
             icon=":material/check_circle:",
         )
     else:
         st.warning(
             f"**Untrained network** from the Playground's settings ({network.spec.preset} on "
-            f"{network.spec.data.dataset}): its weights are random, as before training. "
+            f"{escape_markdown(network.spec.data.dataset)}): its weights are random, as before training. "
             "Train it on the Playground, then pick the run here.",
             icon=":material/science:",
         )

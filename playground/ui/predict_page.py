@@ -11,6 +11,9 @@ Model cache: one `Predictor` per browser session and run, in
 sharing it across sessions would be safe too; per-session keeps a deleted run
 from lingering in a server-wide cache and frees the memory when the session
 ends, at the cost of one load (about a second) per session and run.
+
+Run and class names may come from other sessions or from a bundle: they are
+shown as plain text, and an imported run's accuracy as its bundle's claim.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from playground.analysis.predict import (
     PredictionFailure,
     Predictor,
 )
-from playground.data.images import INVERT_CHOICES
+from playground.data.prepare import INVERT_CHOICES
 from playground.model.network import export_keras_code
 from playground.runs import bundle
+from playground.runs.compare import accuracy_text
 from playground.runs.record import RunRecord
 from playground.ui import uploads
 from playground.ui.flash import notice
+from playground.ui.plain_text import escape_markdown
 from playground.ui.prediction_view import Shown, explain, show_results
 from playground.ui.run_picker import pick_run
 from playground.ui.session import session_id
@@ -51,7 +56,7 @@ def get_predictor(run: RunRecord) -> Predictor:
     key = (run.run_id, weights.stat().st_mtime_ns if weights.exists() else 0)
     cache: dict = st.session_state.setdefault(_CACHE_KEY, {})
     if key not in cache:
-        with st.spinner(f"Loading the model of {run.name}..."):
+        with st.spinner(f"Loading the model of {escape_markdown(run.name)}..."):
             predictor = Predictor.from_run(run.run_id)
         # Keep only the newest couple of models per session.
         for old in list(cache)[:-1]:
@@ -185,7 +190,7 @@ def _on_bundle() -> None:
     except bundle.BundleError as exc:
         imported[upload.file_id] = ("error", str(exc))
         return
-    imported[upload.file_id] = ("ok", f"Imported {upload.name} as run “{record.name}”, selected above.")
+    imported[upload.file_id] = ("ok", f"Imported {upload.name} as run “{escape_markdown(record.name)}”, selected above.")
     st.session_state[_RUN_PICKER_KEY] = record.run_id
 
 
@@ -211,11 +216,14 @@ def render() -> None:
 
 def predict_section(run: RunRecord, predictor: Predictor) -> None:
     """What the network takes, the invert switch, and the Upload, Camera and Draw tabs."""
+    classes = escape_markdown(", ".join(predictor.class_names[:10]))
     st.caption(
-        f"{run.name}: {len(predictor.class_names)} classes ({', '.join(predictor.class_names[:10])}"
+        f"{escape_markdown(run.name)}: {len(predictor.class_names)} classes ({classes}"
         f"{', ...' if len(predictor.class_names) > 10 else ''}), input {'x'.join(map(str, predictor.input_shape))}"
         + (", trained on light-on-dark images: dark-on-light pictures are inverted." if predictor.light_on_dark else ".")
     )
+    if run.imported:
+        st.caption(f"Imported from a bundle: its test accuracy is not measured on this server ({accuracy_text(run)}).")
     invert = st.segmented_control(
         "Invert colours", list(INVERT_CHOICES), format_func=_INVERT_LABELS.get, default="auto", key="predict_invert",
         help="Auto inverts dark-on-light pictures when the network was trained on light-on-dark images (MNIST family).",

@@ -14,6 +14,7 @@ import streamlit as st
 
 from playground.analysis import activations, figures
 from playground.analysis.predict import Prediction, PredictionFailure, Predictor
+from playground.ui.plain_text import escape_markdown
 
 MAX_DETAILED = 12  # images shown with probabilities, network view and Grad-CAM
 PREVIEW_SIDE = 160  # pixels of the "as uploaded" preview
@@ -66,7 +67,7 @@ def explain(predictor: Predictor, results: list[Prediction | PredictionFailure])
 def show_prediction(shown: Shown, key: str) -> None:
     """One image: headline, the picture and the network's view, Grad-CAM and probabilities."""
     result = shown.result
-    st.markdown(f"**{result.name}** → **{result.label}** ({result.confidence:.1%})")
+    st.markdown(f"**{escape_markdown(result.name)}** → **{escape_markdown(result.label)}** ({result.confidence:.1%})")
     left, middle, right = st.columns([2, 2, 3])
     with left:
         st.image([result.pixels, nearest_upscale(result.image, PREVIEW_SIDE)],

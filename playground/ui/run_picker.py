@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
+from playground.runs.compare import accuracy_text
 from playground.runs.record import RunRecord
 from playground.ui.session import current_run_id, visible_runs
 
@@ -14,17 +13,17 @@ def run_label(record: RunRecord, mine: str | None = None) -> str:
     """One line naming a run, e.g. "My run · shapes · test acc 93.1% · 2025-01-02 10:00".
 
     A run without a test accuracy (one saved after an epoch, its training
-    interrupted) shows "test acc –".
+    interrupted) shows "test acc –"; an imported run shows its bundle's claim
+    ("claimed 95.0%"; see `compare.accuracy_text`). Select boxes show the
+    label as plain text.
 
     Args:
         record: an undamaged run.
         mine: the run id of this session's latest run, marked as such.
     """
-    accuracy = record.metrics.get("test_accuracy")
     parts = [record.name or record.run_id]
     parts.append(str(record.spec.data.dataset).rsplit("/", 1)[-1])
-    known = isinstance(accuracy, (int, float)) and math.isfinite(accuracy)
-    parts.append(f"test acc {accuracy:.1%}" if known else "test acc –")
+    parts.append(accuracy_text(record))
     parts.append(str(record.created)[:16].replace("T", " "))
     label = " · ".join(parts)
     return f"{label} (this session's latest)" if record.run_id == mine else label

@@ -1,8 +1,9 @@
 """Who this browser session is, its jobs, and the run it trained last.
 
-Pages use `session_id()` as the owner of jobs and runs, `current_run_id()`
-for the session's latest trained model, `visible_runs()` for the saved runs
-it may see, and `job_manager()` for background training.
+Pages use `session_id()` as the owner of jobs and runs, `client_address()`
+for the computer behind it (all its tabs share it), `current_run_id()` for the
+session's latest trained model, `visible_runs()` for the saved runs it may see,
+and `job_manager()` for background training.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def session_id() -> str:
     if ctx is not None:
         _streamlit_sessions[owner] = ctx.session_id
     return owner
+
+
+def client_address() -> str | None:
+    """The network address of this browser as the server sees it; None on the server's own machine (localhost).
+
+    Every tab and session of one computer shares it, so the job manager caps the
+    runs in progress per address (`settings.jobs_per_client`).
+    """
+    return st.context.ip_address
 
 
 def _is_connected(owner: str) -> bool | None:
