@@ -68,3 +68,28 @@ def test_the_teacher_clears_old_uploads_with_the_teacher_code(monkeypatch):
     assert not at.exception
     assert at.success[-1].value.startswith("Deleted 1 upload(s)")
     assert not old.exists() and recent.exists()
+
+
+def test_the_teacher_clears_old_runs_with_the_teacher_code(monkeypatch):
+    from playground.model.network import build_model
+    from playground.runs.store import RunStore
+    from playground.spec.presets import preset_spec
+    from playground.training.loop import TrainResult
+
+    spec = preset_spec("default", "digits").with_values(filters="4", dense_units="8")
+    model = build_model(spec, (8, 8, 1), 10)
+    result = TrainResult(model=model, history={"loss": [1.0]}, test_loss=1.0, test_accuracy=0.5, epochs_completed=1,
+                         train_seconds=1.0, images_per_second=10.0, stop_reason="completed", message="",
+                         params=model.count_params(), initial_first_conv=None)
+    record = RunStore().save(result, spec, {"name": "digits", "class_names": [str(i) for i in range(10)],
+                                            "input_shape": (8, 8, 1)})
+    monkeypatch.setenv(TEACHER_CODE_ENV, "owl")
+    old = record.path
+    long_ago = time.time() - 60 * 86400
+    for path in [old, *old.rglob("*")]:
+        os.utime(path, (long_ago, long_ago))
+    at = _page("anyone")
+    at.text_input(key="your_data_teacher_code").input("owl")
+    at.button(key="your_data_clear_runs").click().run()
+    assert not at.exception
+    assert at.success[-1].value.startswith("Deleted 1 run(s)") and not old.exists()

@@ -90,7 +90,7 @@ def _delete_upload(path: str) -> None:
 
 
 def teacher_cleanup() -> None:
-    """The teacher frees disk space: uploads (and runs) not changed for some days are deleted."""
+    """The teacher frees disk space: uploads and runs not changed for some days are deleted."""
     settings = get_settings()
     with st.expander("Teacher: free disk space"):
         if not settings.teacher_code:
@@ -100,13 +100,23 @@ def teacher_cleanup() -> None:
         code = st.text_input("Teacher code", type="password", key="your_data_teacher_code")
         days = st.slider("Not changed for at least (days)", 1, 90, 30, key="your_data_clear_days")
         st.caption(f"All uploads take {folder_bytes(settings.uploads_dir) / 1024**2:,.0f} MB of "
-                   f"{settings.uploads_total_mb:,} MB.")
-        if st.button("Clear old uploads", key="your_data_clear", icon=":material/delete_sweep:"):
-            if not settings.is_teacher_code(code):
-                st.error("The teacher code is wrong, so nothing was deleted.", icon=":material/block:")
-            else:
-                count, freed = clear_uploads(older_than_days=days)
-                st.success(f"Deleted {count} upload(s), {freed / 1024**2:,.1f} MB.")
+                   f"{settings.uploads_total_mb:,} MB; all runs {folder_bytes(settings.runs_dir) / 1024**2:,.0f} MB "
+                   f"of {settings.runs_total_mb:,} MB.")
+        left, right = st.columns(2)
+        clear = {"uploads": left.button("Clear old uploads", key="your_data_clear", icon=":material/delete_sweep:"),
+                 "runs": right.button("Clear old runs", key="your_data_clear_runs", icon=":material/delete_sweep:")}
+        if not any(clear.values()):
+            return
+        if not settings.is_teacher_code(code):
+            st.error("The teacher code is wrong, so nothing was deleted.", icon=":material/block:")
+        elif clear["uploads"]:
+            count, freed = clear_uploads(older_than_days=days)
+            st.success(f"Deleted {count} upload(s), {freed / 1024**2:,.1f} MB.")
+        else:
+            from playground.runs.store import RunStore  # (TensorFlow: only when a teacher clears runs)
+
+            count, freed = RunStore().clear_older_than(days)
+            st.success(f"Deleted {count} run(s), {freed / 1024**2:,.1f} MB.")
 
 
 def import_upload(upload: UploadedFile) -> tuple[Path | None, str]:
