@@ -104,6 +104,12 @@ def test_upload_camera_and_export_in_one_session():
     assert headlines[1].startswith("**photo\\.jpg** → **")
     assert any("inverted" in c.value for c in at.caption)  # a dark stroke on white met a light-on-dark dataset
     assert list(at.dataframe[0].value["image"]) == ["stroke.png", "photo.jpg"]
+    # The colour noise photo, sent to a network trained on the gray shapes, is called unfamiliar; each
+    # preparation step of each picture is there to look at.
+    assert [w.value for w in at.warning if "colour picture" in w.value] == [
+        "This picture looks unlike the training images (a colour picture, where the network saw only gray images), "
+        "so the answer may mean nothing."]
+    assert [e.label for e in at.expander].count("Step by step") == 2
 
     # A photo from the camera, in the same session: the model was loaded once.
     at.toggle(key="predict_camera_on").set_value(True).run()

@@ -1,7 +1,7 @@
 """Predictions as the Predict page shows them: one line per unreadable file, a table, then each image in detail.
 
-Each image in detail: the picture as uploaded and as the network sees it,
-its Grad-CAM overlay (for the first `MAX_DETAILED` images) and the
+Each image in detail: the picture as uploaded and as the network sees it (and
+each preparation step), a warning when it looks unlike the training images, its Grad-CAM overlay (for the first `MAX_DETAILED` images) and the
 probabilities of every class.
 """
 
@@ -68,11 +68,17 @@ def show_prediction(shown: Shown, key: str) -> None:
     """One image: headline, the picture and the network's view, Grad-CAM and probabilities."""
     result = shown.result
     st.markdown(f"**{escape_markdown(result.name)}** → **{escape_markdown(result.label)}** ({result.confidence:.1%})")
+    if result.warning:
+        st.warning(result.warning, icon=":material/help:")
     left, middle, right = st.columns([2, 2, 3])
     with left:
         st.image([result.pixels, nearest_upscale(result.image, PREVIEW_SIDE)],
                  caption=["as uploaded", "as the network sees it"], width=PREVIEW_SIDE // 2 + 30)
         st.caption(f"{result.note}. Server time {result.seconds * 1000:.0f} ms.")
+        if result.steps:
+            with st.expander("Step by step"):
+                st.image([picture for _, picture in result.steps], caption=[caption for caption, _ in result.steps],
+                         width=96)
     with middle:
         if shown.heatmap is not None:
             st.plotly_chart(
