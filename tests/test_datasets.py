@@ -27,7 +27,8 @@ from playground.data import datasets
 from playground.data import folders as folder_datasets
 from playground.data.catalog import CATALOG
 from playground.data.sources import REMOTE_FILES, RemoteFile
-from playground.data.datasets import Dataset, DatasetError, load_dataset, split_train_validation
+from playground.data.dataset import Dataset, DatasetError
+from playground.data.datasets import load_dataset, split_train_validation
 from playground.data.uploads import import_upload
 from playground.spec.experiment import DataSpec, ExperimentSpec
 

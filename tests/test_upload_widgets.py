@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from playground.data.datasets import DatasetError, load_dataset
+from playground.data.dataset import DatasetError
+from playground.data.datasets import load_dataset
 from playground.settings import get_settings
 from playground.ui import uploads
 

@@ -135,7 +135,8 @@ class PredictionFailure:
 
 def training_look(spec: ExperimentSpec) -> TrainingLook | None:
     """Statistics of the training images of `spec`'s dataset, or None when they cannot be read here."""
-    from playground.data.datasets import DatasetError, load_for_spec
+    from playground.data.dataset import DatasetError
+    from playground.data.datasets import load_for_spec
 
     try:
         return TrainingLook.of(load_for_spec(spec).x_train)
@@ -167,7 +168,8 @@ def prepare_options_for(dataset: str, stored: Mapping[str, Any] | None = None) -
         return {"light_on_dark": light, "center": center, "fill": float(fill)}
     if dataset in NAMED_PREPARE_OPTIONS:
         return dict(NAMED_PREPARE_OPTIONS[dataset])
-    from playground.data.datasets import DatasetError, load_dataset, prepare_options
+    from playground.data.dataset import DatasetError
+    from playground.data.datasets import load_dataset, prepare_options
 
     try:
         return prepare_options(load_dataset(dataset))

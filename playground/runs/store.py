@@ -100,7 +100,7 @@ class RunStore:
         Args:
             result: what `training.train` returned.
             spec: the spec it was trained with.
-            dataset_info: the `datasets.Dataset`, or a dict with at least "name",
+            dataset_info: the `data.dataset.Dataset`, or a dict with at least "name",
                 "class_names" and "input_shape" (like `Dataset.info()`); its other
                 plain keys are kept in meta.json under "dataset_info", and a
                 "prepare" dict (how to prepare outside images) as meta["prepare"].

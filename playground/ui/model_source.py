@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from playground.data.dataset import Dataset
+from playground.data.dataset import Dataset, DatasetError
 from playground.runs.compare import accuracy_text
 from playground.runs.record import RunRecord
 from playground.settings import get_settings
@@ -185,6 +185,6 @@ def load_data(spec: ExperimentSpec) -> Dataset | None:
     try:
         with st.spinner("Loading the dataset…"):
             return datasets.load_for_spec(spec)
-    except datasets.DatasetError as exc:
+    except DatasetError as exc:
         st.error(str(exc), icon=":material/cloud_off:")
         return None
