@@ -107,10 +107,10 @@ def test_same_size_colour_image_passes_through_unchanged():
 def test_every_step_is_kept_as_a_small_picture():
     prepared = prepare_for_model(_drawing(dark_on_light=True), (28, 28, 1))
     captions = [caption for caption, _ in prepared.steps]
-    assert captions == ["your picture", "ink found, inverted", "cropped to the ink", "as the network sees it"]
+    assert captions == ["your picture", "ink found, inverted", "cropped to the ink", "the network's input"]
     assert all(p.dtype == np.uint8 and p.ndim == 3 and max(p.shape[:2]) <= 96 for _, p in prepared.steps)
     photo = prepare_for_model(np.zeros((40, 80, 3), np.uint8), (32, 32, 3), light_on_dark=False)
-    assert [c for c, _ in photo.steps] == ["your picture", "centre-cropped to 32:32", "as the network sees it"]
+    assert [c for c, _ in photo.steps] == ["your picture", "centre-cropped to 32:32", "the network's input"]
 
 
 def test_uneven_lighting_is_not_taken_for_ink():

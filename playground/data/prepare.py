@@ -11,7 +11,7 @@ picture, so a page can show "as the network sees it" one step at a time.
 
     prepared = prepare_for_model(pixels, (28, 28, 1), light_on_dark=True, center=True, fill=20 / 28)
     prepared.array      # float32 (28, 28, 1) in 0..255, the model's input
-    prepared.steps      # (("your picture", uint8 image), ("gray", ...), ("ink found, inverted", ...), ...)
+    prepared.steps      # (("your picture", uint8 image), ("ink found, inverted", ...), ..., ("the network's input", ...))
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def prepare_for_model(
             image = 255.0 - image
             notes.append("inverted")
         out = _photo(image, height, width, notes, steps)
-    steps.append(("as the network sees it", out))
+    steps.append(("the network's input", out))
     return PreparedImage(
         array=np.ascontiguousarray(out, dtype=np.float32),
         inverted=inverted,

@@ -76,6 +76,9 @@ def ensure_navigation() -> None:
 
     if PagesManager.uses_pages_directory:
         st.navigation(app_pages())
+        # Run the page again at once under that navigation: its widgets then have the identity they keep
+        # from now on, so the visitor's first upload or click is not lost to the switch.
+        st.rerun()
 
 
 def page_links() -> None:
