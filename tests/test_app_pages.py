@@ -15,6 +15,7 @@ from playground.runs.store import RunStore
 from playground.data.catalog import CATALOG
 from playground.spec.experiment import ExperimentSpec
 from playground.spec.url import read_url, safe_dataset, url_params
+from playground.ui.plain_text import escape_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = "pages/1_Playground.py"
@@ -95,6 +96,51 @@ def test_sliders_move_the_layer_table_and_presets_fill_the_controls():
     assert at.query_params["preset"] == "lenet5" and at.query_params["kernel_size"] == "5"
 
 
+def layers(at: AppTest) -> list[str]:
+    return list(at.dataframe[0].value["layer"])
+
+
+def test_the_diagrams_buttons_edit_the_network_as_the_sliders_do():
+    at = app(PLAYGROUND, dataset="shapes")
+    assert len(at.get("image")) == 1  # the untrained network, drawn before any training
+    at.button(key="pg_net_add_block").click().run()
+    assert at.slider(key="pg_conv_blocks").value == 4 and at.query_params["conv_blocks"] == "4"
+    assert [at.select_slider(key=f"pg_filters_{b}").value for b in range(4)] == [16, 32, 64, 128]
+    assert "block4_conv1" in layers(at) and any(c.value.startswith("Estimate:") for c in at.caption)
+    at.button(key="pg_net_more_filters_0").click().run()  # the sliders' next stop
+    assert at.select_slider(key="pg_filters_0").value == 24 and at.query_params["filters"] == "24,32,64,128"
+    assert at.dataframe[0].value.set_index("layer").loc["block1_conv1"]["output"] == "28 × 28 × 24"
+    at.button(key="pg_net_fewer_filters_3").click().run()
+    assert at.query_params["filters"] == "24,32,64,96"
+    at.button(key="pg_net_remove_block").click().run()
+    assert at.query_params["conv_blocks"] == "3" and "block4_conv1" not in layers(at)
+
+    at.button(key="pg_net_fewer_units_0").click().run()  # half the units
+    assert at.text_input(key="pg_dense_units").value == "64" and at.query_params["dense_units"] == "64"
+    at.button(key="pg_net_add_dense").click().run()
+    assert at.query_params["dense_units"] == "64,64" and "dense2" in layers(at)
+    at.button(key="pg_net_remove_dense").click().run()
+    at.button(key="pg_net_remove_dense").click().run()
+    assert at.query_params["dense_units"] == "" and "dense1" not in layers(at)
+    assert not at.exception and not at.error
+    assert ExperimentSpec.from_query_params(dict(at.query_params)).arch.filters == (24, 32, 64)
+
+
+def test_an_impossible_edit_on_the_diagram_is_explained_and_not_made():
+    at = app(PLAYGROUND, dataset="digits")  # 8x8 images: three pooled blocks leave 1x1 maps
+    at.button(key="pg_net_add_block").click().run()
+    assert "shrinks to zero after the 4th pooling" in texts(at.error)
+    assert at.query_params["conv_blocks"] == "3" and "block4_conv1" not in layers(at)
+    assert not at.button(key="pg_train").disabled  # the network is as it was, and trains
+
+    at = app(PLAYGROUND, dataset="digits", filters="1,32,64", dense_units="")
+    at.button(key="pg_net_fewer_filters_0").click().run()  # refused by the spec's own rule
+    assert escape_markdown("Each block needs 1 to 1024 filters") in texts(at.error)
+    at.button(key="pg_net_remove_dense").click().run()
+    assert "no dense layer to remove" in texts(at.error)
+    assert at.query_params["filters"] == "1,32,64" and at.query_params["dense_units"] == ""
+
+
 def test_impossible_settings_are_explained_and_train_is_disabled():
     at = app(PLAYGROUND, dataset="digits", padding="valid", kernel_size="7", conv_blocks="2")
     assert not at.exception
@@ -112,14 +158,14 @@ def test_bad_url_values_give_one_message_and_defaults(tmp_path):
     at = app(PLAYGROUND, dataset=str(secret), filters="100000", learning_rate="banana", epochs="3")
     assert not at.exception
     assert len(at.warning) == 1
-    message = at.warning[0].value
-    assert "could not be used" in message and str(secret) in message
-    assert "filters=100000" in message and "learning_rate='banana'" in message
+    message = at.warning[0].value  # the link's values as plain text: their punctuation escaped for markdown
+    assert "could not be used" in message and escape_markdown(str(secret)) in message
+    assert escape_markdown("filters=100000") in message and escape_markdown("learning_rate='banana'") in message
     assert at.query_params["dataset"] == "fashion_mnist" and at.query_params["filters"] == "16,32,64"
     assert at.query_params["epochs"] == "3"  # the good values of the link are kept
 
     at = app(PLAYGROUND, dataset="../../etc/passwd")
-    assert "'../../etc/passwd'" in at.warning[0].value and at.query_params["dataset"] == "fashion_mnist"
+    assert escape_markdown("'../../etc/passwd'") in at.warning[0].value and at.query_params["dataset"] == "fashion_mnist"
 
 
 def test_url_datasets_are_limited_to_names_and_uploads(tmp_path):
@@ -175,7 +221,7 @@ def test_an_unreadable_upload_is_explained_with_a_way_out():
     (uploads / "broken.npz").write_bytes(b"this is not a numpy archive")
     at = app(PLAYGROUND, dataset="broken.npz")
     assert not at.exception and at.query_params["dataset"].endswith("broken.npz")
-    assert "broken.npz" in texts(at.warning)
+    assert escape_markdown("broken.npz") in texts(at.warning)
     assert "The layer table appears once the dataset can be read." in texts(at.caption)
     at.button(key="pg_switch_digits").click().run()
     assert at.query_params["dataset"] == "digits" and not texts(at.warning)
@@ -196,6 +242,7 @@ def test_train_through_the_widgets_continue_and_reset():
 
     at.button(key="pg_train").click().run()
     assert at.button(key="pg_train").disabled and not at.button(key="pg_stop").disabled
+    assert at.button(key="pg_net_add_block").disabled  # no edits on the diagram while it trains
     run_until(at, lambda a: metric(a, "Test accuracy") is not None)
     assert metric(at, "Epoch") == "2 / 2"
     run_id = at.session_state["pg_run_id"]

@@ -182,3 +182,67 @@ def test_after_each_epoch_runs_for_finished_epochs_only(model):
     fit(model, [clock, callbacks.EpochScores(state, clock, None), callbacks.HistoryRecorder(state), after, stop],
         epochs=3)
     assert done == [1]  # epoch 2 was stopped half-way
+
+
+def live_views(sent, probes):
+    """(state, the callbacks of a run whose live views go to sent.append) with fake views of `probes[-1]`."""
+    state = callbacks.RunState(empty_history())
+    clock = callbacks.Clock(BATCH, STEPS * BATCH)
+    live = callbacks.LiveViews(
+        state, sent.append, lambda: probes[-1],
+        network=lambda image: (events.Column("input", "input", image, 1, (0,), image.shape),),
+        decision=lambda epoch: events.Decision(epoch, np.zeros(1, np.int16), np.ones(1, bool), np.zeros((1, 2), np.float16)),
+        weights=lambda epoch: events.Weights(epoch, {}, {}, {}),
+    )
+    return live, [clock, callbacks.EpochScores(state, clock, None), callbacks.HistoryRecorder(state), live]
+
+
+def test_live_views_send_the_diagram_within_epochs_and_every_view_after_good_ones(model, monkeypatch):
+    sent = []
+    probes = [events.ProbeImage(np.zeros((2, 2, 1), np.uint8), "first")]
+    live, watchers = live_views(sent, probes)
+    monkeypatch.setattr(callbacks, "NETWORK_EVENT_INTERVAL", 0.0)
+    monkeypatch.setattr(callbacks, "NETWORK_TIME_SHARE", 1e9)  # however long drawing takes
+    live.send_epoch(0)  # before training, as `train` does
+    fit(model, watchers)
+    assert sent[0] is probes[0]  # the probe image goes before the first diagram of it
+    assert [e.epoch for e in sent if isinstance(e, events.Network)] == [
+        0.0, 0.25, 0.5, 0.75, 0.999, 1.0, 1.25, 1.5, 1.75, 1.999, 2.0]
+    assert [e.epoch for e in sent if isinstance(e, events.Decision)] == [0, 1, 2]
+    assert [e.epoch for e in sent if isinstance(e, events.Weights)] == [0, 1, 2]
+    assert [type(e) for e in sent[-3:]] == [events.Network, events.Decision, events.Weights]
+
+    sent.clear()
+    monkeypatch.setattr(callbacks, "NETWORK_EVENT_INTERVAL", 1e9)  # throttled: only the epochs' ends
+    live, watchers = live_views(sent, probes)
+    live.send_epoch(0)
+    probes.append(events.ProbeImage(np.ones((2, 2, 1), np.uint8), "second"))  # the user picks another image
+    fit(model, watchers)
+    networks = [e for e in sent if isinstance(e, events.Network)]
+    assert [e.epoch for e in networks] == [0.0, 1.0, 2.0]
+    assert [e.label for e in sent if isinstance(e, events.ProbeImage)] == ["first", "second"]
+    assert networks[0].columns[0].values.max() == 0 and networks[-1].columns[0].values.min() == 1
+
+
+def test_a_slow_diagram_is_drawn_less_often(model, monkeypatch):
+    sent = []
+    probes = [events.ProbeImage(np.zeros((2, 2, 1), np.uint8), "first")]
+    live, watchers = live_views(sent, probes)
+    slow = live.network
+    live.network = lambda image: time.sleep(0.02) or slow(image)  # 20 ms a diagram: at most 5% of the time
+    monkeypatch.setattr(callbacks, "NETWORK_EVENT_INTERVAL", 0.0)
+    monkeypatch.setattr(callbacks, "NETWORK_TIME_SHARE", 0.05)
+    live.send_epoch(0)
+    fit(model, watchers + [Sleeper(0.01)], epochs=1)  # four 10 ms batches: none within 400 ms of the last diagram
+    assert [e.epoch for e in sent if isinstance(e, events.Network)] == [0.0, 1.0]
+
+
+class Sleeper(keras.callbacks.Callback):
+    """Makes every batch take `seconds` longer."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_batch_begin(self, batch, logs=None):
+        time.sleep(self.seconds)

@@ -21,6 +21,19 @@ RECORDS = [
                  images_per_second=900.0, lr=0.001, elapsed=1.5),
     events.Probe(epoch=1, maps={"block1_act1": np.arange(24, dtype=np.float32).reshape(2, 3, 4)}),
     events.ProbeImage(image=np.full((28, 28, 1), 7, np.uint8), label="circle"),
+    events.Network(epoch=1.5, columns=(
+        events.Column("input", "input", np.zeros((8, 8, 1), np.uint8), 1, (0,), (8, 8, 1)),
+        events.Column("block1", "conv", np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4), 64, (0, 63), (8, 8, 64),
+                      (4, 4), np.ones((2, 3), np.float32)),
+        events.Column("output", "output", np.array([255, 0], np.uint8), 2, (0, 1), (2,)),
+    )),
+    events.DecisionSet(images=np.ones((4, 8, 8, 1), np.uint8), labels=np.array([0, 0, 1, 1], np.int16),
+                       class_names=("cat", "dog")),
+    events.Decision(epoch=1, predicted=np.array([0, 1, 1, 1], np.int16), correct=np.array([True, False, True, True]),
+                    points=np.arange(8, dtype=np.float16).reshape(4, 2)),
+    events.Weights(epoch=1, counts={"block1_conv1": np.arange(30, dtype=np.int32)},
+                   edges={"block1_conv1": np.linspace(-1, 1, 31, dtype=np.float32)},
+                   kernels={"block1": events.Kernels("block1_conv1", np.ones((2, 1, 3, 3), np.float16), (0,), 1)}),
     events.Checkpoint(run_id="20260101-000000000-ab12", epoch=1),
     events.Paused(epoch_end=True),
     events.Resumed(paused_seconds=3.5),
@@ -29,9 +42,11 @@ RECORDS = [
     events.Failed(message="no such dataset", dataset_error=True, run_id=None),
     events.Stopped(),
     events.Ready(pid=42),
+    events.Prepared(),
     events.RunJob(job_id="j", owner="alice", spec="{}", env={"PLAYGROUND_RUNS_DIR": "/tmp/runs"}, continue_from=None,
                   step=True),
     events.ControlJob(job_id="j", action="pause"),
+    events.SetProbe(job_id="j", probe=events.ProbeImage(image=np.zeros((8, 8, 3), np.uint8), label="your picture")),
     events.PrepareData(spec="{}", env={}),
     events.Shutdown(),
 ]
@@ -44,23 +59,18 @@ def _echo(connection) -> None:
 
 
 def same(a, b) -> bool:
-    """Equal records, numpy arrays compared by value."""
+    """Equal records, numpy arrays compared by value and dtype, nested records, dicts and tuples item by item."""
     if type(a) is not type(b):
         return False
-    for field in dataclasses.fields(a):
-        x, y = getattr(a, field.name), getattr(b, field.name)
-        if dataclasses.is_dataclass(x):
-            if not same(x, y):
-                return False
-        elif isinstance(x, dict):
-            if x.keys() != y.keys() or not all(np.array_equal(x[k], y[k]) for k in x):
-                return False
-        elif isinstance(x, np.ndarray):
-            if not (np.array_equal(x, y) and x.dtype == y.dtype):
-                return False
-        elif x != y:
-            return False
-    return True
+    if dataclasses.is_dataclass(a):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b) and a.dtype == b.dtype
+    return a == b
 
 
 def test_every_kind_crosses_a_process_pipe_whole():
@@ -69,6 +79,9 @@ def test_every_kind_crosses_a_process_pipe_whole():
     child = context.Process(target=_echo, args=(there,), daemon=True)
     child.start()
     assert not same(RECORDS[3], dataclasses.replace(RECORDS[3], maps={"block1_act1": np.zeros((2, 3, 4), np.float32)}))
+    network = RECORDS[5]
+    changed = dataclasses.replace(network.columns[1], values=np.zeros((2, 4, 4), np.uint8))
+    assert not same(network, dataclasses.replace(network, columns=(network.columns[0], changed, network.columns[2])))
     try:
         for record in [*RECORDS, events.FromJob(job_id="j", event=RECORDS[3])]:
             here.send(record)
@@ -85,6 +98,7 @@ def test_the_declared_kinds_cover_every_record():
     declared = {*events.TrainingEvent.__args__, *events.JobEvent.__args__, *events.WorkerMessage.__args__,
                 *events.Command.__args__}
     assert declared == {type(r) for r in RECORDS} | {events.FromJob}
+    assert set(events.TrainingEvent.__args__) <= set(events.JobEvent.__args__)
     assert set(events.FINAL_EVENTS) <= set(events.JobEvent.__args__)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from playground.data import datasets
 from playground.training import events, jobs
+from playground.training import worker as worker_module
 from playground.training.jobs import JobError, JobManager
 from playground.runs.store import RunStore
 from playground.spec.experiment import ExperimentSpec
@@ -99,22 +100,90 @@ def _write_two_class_npz(path, names: tuple[str, str]) -> None:
              class_names=np.array(names))
 
 
-@pytest.mark.slow
-def test_an_idle_worker_prepares_the_next_jobs_data(manager, tmp_path):
-    path = tmp_path / "pets.npz"
+def npz_spec(folder, name: str) -> ExperimentSpec:
+    """A one-epoch spec on a new two-class .npz dataset whose classes are cat and dog."""
+    path = folder / f"{name}.npz"
     _write_two_class_npz(path, ("cat", "dog"))
-    spec = TINY.with_values(dataset=str(path), epochs="1")
-    manager.prepare(spec)
-    # The worker takes commands in order, so once this job is done the data has been loaded.
-    assert manager.wait("p", manager.submit("p", TINY.with_values(epochs="1")), TIMEOUT).state == "done"
-    # Other class names in a file of the same size and time: only a copy loaded earlier still says cat and dog.
-    stamp = path.stat()
+    return TINY.with_values(dataset=str(path), epochs="1")
+
+
+def rename_classes(spec: ExperimentSpec) -> None:
+    """Call the classes of the spec's dataset ant and bee, in a file of the same size and time.
+
+    A job then still sees cat and dog only when a worker loaded the data before (a "prepare").
+    """
+    path = spec.data.dataset
+    stamp = os.stat(path)
     _write_two_class_npz(path, ("ant", "bee"))
     os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert path.stat().st_size == stamp.st_size
-    info = manager.wait("p", manager.submit("p", spec), TIMEOUT)
+    assert os.stat(path).st_size == stamp.st_size
+
+
+def trained_class_names(manager, owner: str, spec: ExperimentSpec) -> tuple[str, ...]:
+    info = manager.wait(owner, manager.submit(owner, spec), TIMEOUT)
     assert info.state == "done", info.status_line
-    assert RunStore().load(info.run_id).class_names == ("cat", "dog")
+    return RunStore().load(info.run_id).class_names
+
+
+def workers_idle(manager) -> bool:
+    """No job on any worker, and no "prepare" loading or waiting."""
+    with manager._lock:
+        return all(w.job is None and not w.preparing and w.next_prepare is None for w in manager._workers)
+
+
+@pytest.mark.slow
+def test_an_idle_worker_prepares_the_next_jobs_data(manager, tmp_path):
+    spec = npz_spec(tmp_path, "pets")
+    wait_for(lambda: workers_idle(manager), what="an idle worker")
+    assert manager.prepare(spec)
+    wait_for(lambda: workers_idle(manager), what="the worker to load the data")
+    rename_classes(spec)
+    assert trained_class_names(manager, "p", spec) == ("cat", "dog")
+
+
+@pytest.mark.slow
+def test_prepares_are_bounded_deduplicated_and_give_way_to_jobs(manager, tmp_path):
+    a, b, c, d, e = (npz_spec(tmp_path, name) for name in "abcde")
+    wait_for(lambda: workers_idle(manager), what="an idle worker")
+    # While the worker loads one prepare, only the newest asked for meanwhile waits (c replaces b).
+    # (Holding the manager's lock keeps the worker's answer from arriving in between.)
+    with manager._lock:
+        assert manager.prepare(a) and manager.prepare(b) and manager.prepare(c)
+        assert not manager.prepare(a) and not manager.prepare(c)  # loading, and waiting
+    wait_for(lambda: workers_idle(manager), what="the prepares to end")
+    assert not manager.prepare(a) and not manager.prepare(c)  # loaded: never prepared twice
+    for spec in (a, b, c):
+        rename_classes(spec)
+    assert trained_class_names(manager, "p", a) == ("cat", "dog")
+    assert trained_class_names(manager, "p", b) == ("ant", "bee")  # replaced by c: never loaded
+    assert trained_class_names(manager, "p", c) == ("cat", "dog")
+
+    # A job goes first: the prepare waiting behind d is dropped.
+    wait_for(lambda: workers_idle(manager), what="an idle worker")
+    with manager._lock:
+        assert manager.prepare(d) and manager.prepare(e)
+        job_id = manager.submit("p", TINY.with_values(epochs="1"))
+    assert manager.wait("p", job_id, TIMEOUT).state == "done"
+    rename_classes(e)
+    assert trained_class_names(manager, "p", e) == ("ant", "bee")  # never loaded
+    assert workers_idle(manager)
+
+
+def test_a_workers_queue_runs_jobs_first_and_holds_one_prepare():
+    work = worker_module.WorkQueue()
+    prepares = [events.PrepareData(spec=str(i), env={}) for i in range(3)]
+    jobs_in = [(events.RunJob(job_id=str(i), owner="o", spec="{}", env={}, continue_from=None, step=False),
+                worker_module.Control(str(i), outbox=None)) for i in range(2)]
+    work.add_prepare(prepares[0])
+    work.add_prepare(prepares[1])  # replaces the one still waiting
+    assert work.take() is prepares[1]
+    work.add_prepare(prepares[2])
+    work.add_job(*jobs_in[0])  # drops the waiting prepare
+    work.add_prepare(prepares[0])  # ignored while a job waits
+    work.add_job(*jobs_in[1])
+    assert [work.take(), work.take()] == jobs_in
+    threading.Timer(0.3, work.close).start()
+    assert work.take() is None  # nothing to do: it waited until shut down
 
 
 @pytest.mark.slow
@@ -349,3 +418,85 @@ def test_a_worker_remembers_the_data_it_has_loaded_recently():
     assert w.prepared == [("shapes", 0.2, seed) for seed in range(2, datasets.MAX_CACHED + 2)]  # as many as it caches
     w.remember(("shapes", 0.2, 3))  # loaded again: now the most recent
     assert w.prepared[-1] == ("shapes", 0.2, 3) and len(w.prepared) == datasets.MAX_CACHED
+
+
+@pytest.mark.slow
+def test_a_job_left_paused_is_stopped_and_keeps_its_model(manager):
+    manager.pause_timeout = 1.0
+    try:
+        job_id = manager.submit("idle", TINY.with_values(epochs="5"), step=True)  # one epoch, then paused
+        done = manager.wait("idle", job_id, 60)
+    finally:
+        manager.pause_timeout = 300.0
+    assert done.state == "done", done.status_line
+    assert done.status_line == ("stopped after 1 second paused: the model so far was evaluated and saved, "
+                                "and the training process is free for others")
+    summary = done.result.summary
+    assert summary.stop_reason == "stopped" and summary.epochs_completed == 1 and 0.0 <= summary.test_accuracy <= 1.0
+    record = RunStore().load(done.run_id)  # kept, as the Stop button keeps it
+    assert not record.damaged and record.owner == "idle" and record.metrics == summary.as_dict()
+    kinds = [type(e) for e in manager.drain("idle", job_id)]
+    assert kinds.count(events.Paused) == 1 and kinds[-1] is events.Done
+
+
+def test_one_computer_gets_its_share_of_runs_whatever_its_tabs(manager, monkeypatch):
+    started = [("tab-1", manager.submit("tab-1", SLOW, client="10.0.0.7"))]
+    try:
+        with pytest.raises(JobError, match="^This computer already has 1 run in progress in other tabs or windows"):
+            manager.submit("tab-2", TINY, client="10.0.0.7")  # another session of the same computer
+        started.append(("tab-3", manager.submit("tab-3", TINY, client="10.0.0.8")))  # another computer
+        started.append(("tab-4", manager.submit("tab-4", TINY)))  # no address (the server's own machine): no cap
+        monkeypatch.setenv("PLAYGROUND_JOBS_PER_CLIENT", "2")
+        started.append(("tab-2", manager.submit("tab-2", TINY, client="10.0.0.7")))
+        with pytest.raises(JobError, match="already has 2 runs in progress"):
+            manager.submit("tab-5", TINY, client="10.0.0.7")
+        manager.stop("tab-1", started[0][1], discard=True)  # a job being stopped no longer counts
+        started.append(("tab-5", manager.submit("tab-5", TINY, client="10.0.0.7")))
+    finally:
+        for owner, job_id in started:
+            if manager.info(owner, job_id).active:
+                manager.stop(owner, job_id, discard=True)
+    for owner, job_id in started:
+        assert manager.wait(owner, job_id, TIMEOUT).state == "stopped"
+
+
+@pytest.mark.slow
+def test_saved_runs_have_a_quota_per_session_and_in_total(manager, monkeypatch, tmp_path):
+    monkeypatch.setenv("PLAYGROUND_RUNS_PER_SESSION", "1")
+    first = manager.wait("q", manager.submit("q", TINY.with_values(epochs="1")), TIMEOUT)
+    assert first.state == "done", first.status_line
+    with pytest.raises(JobError, match="^This session has 1 saved run, .*; delete some on Compare runs"):
+        manager.submit("q", TINY)
+    continued = manager.wait("q", manager.submit("q", TINY, continue_from=first.run_id), TIMEOUT)
+    assert continued.state == "done"  # a continued model is not a new one
+    assert manager.wait("r", manager.submit("r", TINY.with_values(epochs="1")), TIMEOUT).state == "done"
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_TOTAL_MB", "2")
+    (tmp_path / "runs" / "notes.bin").write_bytes(bytes(2 * 1024**2))  # the runs folder is full
+    for owner, continue_from in (("s", None), ("q", continued.run_id)):
+        with pytest.raises(JobError, match="take their whole 2 MB; delete some on Compare runs"):
+            manager.submit(owner, TINY, continue_from=continue_from)
+    assert manager.jobs("s") == []
+
+
+@pytest.mark.slow  # starts the app's manager, with its worker
+def test_the_apps_manager_sweeps_leftovers_at_start(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    killed_save = runs / ".tmp-20260101-000000000-ab12-cd34"
+    killed_save.mkdir(parents=True)
+    (killed_save / "model.weights.h5").write_bytes(bytes(1000))
+    live_save = runs / ".tmp-20260101-000000001-ab12-ef56"
+    live_save.mkdir()
+    partial = tmp_path / "data" / "uploads" / "0123456789abcdef" / "pets-0123.npz.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(bytes(1000))
+    hour_ago = time.time() - 3600
+    for path in (killed_save / "model.weights.h5", killed_save, partial):
+        os.utime(path, (hour_ago, hour_ago))
+    monkeypatch.setattr(jobs._holder, "manager", None)  # as in a fresh app (another test may have started one)
+    manager = jobs.get_manager()
+    try:
+        assert not killed_save.exists() and not partial.exists()
+        assert live_save.is_dir() and partial.parent.is_dir()
+    finally:
+        manager.shutdown()

@@ -6,10 +6,15 @@ arrays. The pages hand those arrays to these functions and show the figures.
 Feature maps and filters are drawn as ONE heatmap per grid: `tile_maps` lays
 the (H, W, F) maps out with a single NumPy reshape, with NaN gaps between
 them, so 64 maps cost one trace, not 64 subplots.
+
+Names from people (class names, run names) reach titles, legends and ticks
+through `plotly_text`: Plotly reads a few HTML tags there, so `<`, `>` and
+`&` are escaped and a name always shows as typed.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from typing import Any, Mapping, Sequence
@@ -34,6 +39,11 @@ _PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2"]  #
 
 class FigureError(ValueError):
     """Arrays of a shape a figure cannot draw, in one sentence."""
+
+
+def plotly_text(text: str) -> str:
+    """`text` as Plotly shows it literally in a title, legend, tick or hover label (<, > and & escaped)."""
+    return html.escape(str(text), quote=False)
 
 
 # ---------------------------------------------------------------------------
@@ -177,7 +187,7 @@ def _image_layout(figure: go.Figure, shape: tuple[int, ...], title: str, height:
     rows, cols = shape[:2]
     height = height or int(min(560, max(180, 420 * rows / max(cols, 1))) + (30 if title else 0))
     figure.update_layout(
-        title=dict(text=title) if title else None,
+        title=dict(text=plotly_text(title)) if title else None,
         height=height,
         margin=dict(l=4, r=4, t=36 if title else 4, b=4),
     )
@@ -255,7 +265,8 @@ def image_row(images: Sequence[np.ndarray], titles: Sequence[str], *, height: in
     """
     if len(images) != len(titles) or not images:
         raise FigureError(f"Give one title per image and at least one image. Received: {len(images)} image(s), {len(titles)} title(s)")
-    figure = make_subplots(rows=1, cols=len(images), subplot_titles=list(titles), horizontal_spacing=0.02)
+    figure = make_subplots(rows=1, cols=len(images), subplot_titles=[plotly_text(t) for t in titles],
+                           horizontal_spacing=0.02)
     for i, image in enumerate(images, start=1):
         image = np.asarray(image, dtype=np.float32)
         if image.ndim == 3 and image.shape[2] == 1:
@@ -293,14 +304,15 @@ def pixel_histograms(arrays: Mapping[str, np.ndarray], *, bins: int = 50, overla
     if not arrays:
         raise FigureError("Give at least one array to histogram. Received: arrays={}")
     names = list(arrays)
-    figure = go.Figure() if overlay else make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
+    titles = [plotly_text(name) for name in names]
+    figure = go.Figure() if overlay else make_subplots(rows=1, cols=len(names), subplot_titles=titles, horizontal_spacing=0.06)
     for i, name in enumerate(names, start=1):
         values = np.asarray(arrays[name], dtype=np.float64).ravel()
         counts, edges = np.histogram(values, bins=bins)
         bar = go.Bar(
-            x=(edges[:-1] + edges[1:]) / 2, y=counts / max(values.size, 1), width=np.diff(edges), name=name,
+            x=(edges[:-1] + edges[1:]) / 2, y=counts / max(values.size, 1), width=np.diff(edges), name=titles[i - 1],
             opacity=0.6 if overlay else 1.0, marker_color=_PALETTE[(i - 1) % len(_PALETTE)],
-            hovertemplate=f"{name}<br>%{{x:.3g}}: %{{y:.1%}}<extra></extra>",
+            hovertemplate="%{fullData.name}<br>%{x:.3g}: %{y:.1%}<extra></extra>",
         )
         if overlay:
             figure.add_trace(bar)
@@ -329,7 +341,7 @@ def probability_bars(probabilities: np.ndarray, class_names: Sequence[str], *, h
         raise FigureError(f"Give one probability per class ({len(class_names)}). Received: shape={probabilities.shape}")
     colours = ["#d62728" if i == highlight else "#7f9fbf" for i in range(len(class_names))]
     figure = go.Figure(
-        go.Bar(x=probabilities, y=list(class_names), orientation="h", marker_color=colours,
+        go.Bar(x=probabilities, y=[plotly_text(name) for name in class_names], orientation="h", marker_color=colours,
                hovertemplate="%{y}: %{x:.1%}<extra></extra>")
     )
     figure.update_layout(
@@ -443,8 +455,8 @@ def network_diagram(rows: Sequence[Any], *, title: str = "", height: int = 360) 
         x += w + 0.6
     _residual_arcs(figure, boxes)
     figure.update_layout(
-        title=dict(text=title) if title else None, height=height, margin=dict(l=4, r=4, t=40 if title else 10, b=4),
-        xaxis=dict(visible=False, range=[-0.4, x]), yaxis=dict(visible=False, scaleanchor="x", scaleratio=1),
+        title=dict(text=plotly_text(title)) if title else None, height=height,
+        margin=dict(l=4, r=4, t=40 if title else 10, b=4), xaxis=dict(visible=False, range=[-0.4, x]), yaxis=dict(visible=False, scaleanchor="x", scaleratio=1),
         plot_bgcolor="rgba(0,0,0,0)",
     )
     return figure
@@ -528,11 +540,128 @@ def matrix_figure(
                          line=dict(color="#111", width=3))
     rows, cols = values.shape
     figure.update_layout(
-        title=dict(text=title, font=dict(size=13)) if title else None,
+        title=dict(text=plotly_text(title), font=dict(size=13)) if title else None,
         width=max(96, cols * size + 16), height=rows * size + (48 if title else 16),
         margin=dict(l=8, r=8, t=36 if title else 8, b=8),
     )
     figure.update_xaxes(visible=False, range=[-0.5, cols - 0.5], constrain="domain")
     # Square cells even when the title makes the figure wider than the matrix.
     figure.update_yaxes(visible=False, range=[rows - 0.5, -0.5], scaleanchor="x", constrain="domain")
+    return figure
+
+
+# ---------------------------------------------------------------------------
+# The Playground's live views: the decision picture's projection and the weights over time.
+# ---------------------------------------------------------------------------
+
+
+def decision_projection(points: np.ndarray, labels: np.ndarray, correct: np.ndarray, class_names: Sequence[str],
+                        *, bound: float, height: int = 340) -> go.Figure:
+    """The decision set's penultimate features in 2-D, coloured by class: a dot when right, a cross when wrong.
+
+    Args:
+        points: float (n, 2) projected features (`network_view.stable_projection`).
+        labels: int (n,) true classes.
+        correct: bool (n,) whether the network gets each image right.
+        class_names: one name per class (the legend).
+        bound: both axes run from -bound to bound, the same for every epoch, so the classes
+            are seen to pull apart.
+        height: figure height in pixels.
+
+    Returns:
+        A scatter figure, one trace per class.
+    """
+    points, labels, correct = np.asarray(points, np.float64), np.asarray(labels), np.asarray(correct, bool)
+    if points.shape != (len(labels), 2) or correct.shape != labels.shape:
+        raise FigureError(f"Give one 2-D point and one flag per label. Received: points {points.shape}, "
+                          f"labels {labels.shape}, correct {correct.shape}")
+    figure = go.Figure()
+    for k, name in enumerate(class_names):
+        mine = labels == k
+        figure.add_trace(go.Scatter(
+            x=points[mine, 0], y=points[mine, 1], mode="markers", name=plotly_text(name),
+            marker=dict(size=8, color=_CLASS_COLOURS[k % len(_CLASS_COLOURS)],
+                        symbol=np.where(correct[mine], "circle", "x"), line=dict(width=0)),
+            hovertemplate="%{fullData.name}<extra></extra>",
+        ))
+    axis = dict(range=[-bound, bound], zeroline=False, showticklabels=False, title=None, fixedrange=True)
+    figure.update_layout(
+        height=height, margin=dict(l=4, r=4, t=10, b=4), legend=dict(font=dict(size=11)),
+        xaxis=axis, yaxis=dict(axis, scaleanchor="x"), uirevision="projection",
+    )
+    return figure
+
+
+_CLASS_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                  "#17becf", "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#fd8d3c", "#74c476",
+                  "#9e9ac8", "#636363"]  # 20 distinct colours: up to 20 classes
+
+
+def weight_heatmaps(epochs: Sequence[int], counts: Mapping[str, np.ndarray], edges: Mapping[str, np.ndarray],
+                    *, marked: int | None = None, columns: int = 3, height_per_row: int = 150) -> go.Figure:
+    """Each layer's weight histogram per epoch as a small heatmap: epochs up, weight values across.
+
+    Args:
+        epochs: the epochs, one per row of each layer's counts.
+        counts: {layer name: (len(epochs), bins) weights per bin}.
+        edges: {layer name: (bins + 1,) bin edges}.
+        marked: an epoch to outline (the one the page replays); None outlines none.
+        columns: heatmaps per row.
+        height_per_row: pixels per row of heatmaps.
+
+    Returns:
+        A figure with one heatmap per layer; colour is the share of the layer's weights in a bin.
+    """
+    names = list(counts)
+    if not names:
+        raise FigureError("Give the weight counts of at least one layer. Received: counts={}")
+    columns = max(1, min(columns, len(names)))
+    rows = math.ceil(len(names) / columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[plotly_text(n) for n in names],
+                           horizontal_spacing=0.04, vertical_spacing=0.5 / rows)
+    for i, name in enumerate(names):
+        table = np.asarray(counts[name], np.float64)
+        share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+        centres = (edges[name][:-1] + edges[name][1:]) / 2
+        row, col = divmod(i, columns)
+        figure.add_trace(go.Heatmap(
+            z=share, x=centres, y=list(epochs), colorscale="Viridis", showscale=False,
+            hovertemplate="epoch %{y}<br>weight %{x:.3g}: %{z:.1%}<extra></extra>",
+        ), row=row + 1, col=col + 1)
+        if marked is not None and marked in epochs:
+            figure.add_hline(y=marked, line=dict(color="#ff7f0e", width=2), row=row + 1, col=col + 1)
+    figure.update_yaxes(title=None, tickfont=dict(size=9), dtick=max(1, math.ceil(len(epochs) / 5)))
+    figure.update_xaxes(tickfont=dict(size=9), nticks=5)
+    figure.update_annotations(font_size=11)
+    figure.update_layout(height=40 + rows * height_per_row, margin=dict(l=4, r=4, t=30, b=4))
+    return figure
+
+
+def map_history_figure(epochs: Sequence[int], stats: np.ndarray, *, height: int = 220) -> go.Figure:
+    """One feature map's mean and max for the probe image after each epoch, and its share of zeros.
+
+    Args:
+        epochs: the epochs (0 = before training).
+        stats: float (len(epochs), 3) mean, max and share of zeros.
+        height: figure height in pixels.
+
+    Returns:
+        Lines: mean and max on the left axis, the share of zeros (dotted) on the right one.
+    """
+    stats = np.asarray(stats, np.float64).reshape(-1, 3)
+    if len(stats) != len(epochs):
+        raise FigureError(f"Give one row of statistics per epoch. Received: {len(epochs)} epochs, {len(stats)} rows")
+    x = np.asarray(epochs, np.float64)
+    mode = "lines+markers" if len(x) > 1 else "markers"
+    figure = go.Figure([
+        go.Scatter(x=x, y=stats[:, 0], name="mean", mode=mode, line=dict(color="#1f77b4")),
+        go.Scatter(x=x, y=stats[:, 1], name="max", mode=mode, line=dict(color="#ff7f0e")),
+        go.Scatter(x=x, y=stats[:, 2], name="share of zeros", mode=mode, yaxis="y2", line=dict(color="#7f7f7f", dash="dot")),
+    ])
+    figure.update_layout(
+        height=height, margin=dict(l=4, r=4, t=10, b=4), xaxis=dict(title=dict(text="epoch"), dtick=1),
+        yaxis=dict(title=dict(text="activation")),
+        yaxis2=dict(overlaying="y", side="right", range=[0, 1.02], tickformat=".0%", showgrid=False),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0),
+    )
     return figure

@@ -1,48 +1,38 @@
 """The network as a picture: what every layer computes for one image, and how the classes separate.
 
 `NetworkProbe` runs one image through a model (the model being trained:
-the probe shares its layers) and returns one `ColumnView` per column of the
-Playground's network diagram: the input, each conv block's feature maps
+the probe shares its layers) and returns one `events.Column` per column of
+the Playground's network diagram: the input, each conv block's feature maps
 after the activation (a readable sample of wide layers, with their count),
 each dense layer's units, and the output probabilities. Values travel as
 small uint8 arrays, so a training worker can send them several times an
 epoch without slowing training.
 
-`DecisionProbe` follows a fixed set of validation images: which ones the
-network gets right, and their penultimate features projected to 2-D with
-axes kept stable from one call to the next, so the classes visibly pull
-apart as training goes on. `weight_histograms` counts each layer's weights
-in fixed bins.
+`DecisionProbe` follows a fixed set of validation images (`decision_sample`
+picks a few of each class): which ones the network gets right, and their
+penultimate features projected to 2-D with axes kept stable from one call to
+the next, so the classes visibly pull apart as training goes on.
+`weight_histograms` counts each layer's weights in fixed bins, and
+`filter_kernels` takes the filters behind the maps a conv column shows;
+`WeightsProbe` follows both through training.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from playground.model.network import BUILD_LOCK
+from playground.training.events import Column, Decision, Kernels, Weights
 
 MAX_MAPS = 32  # feature maps shown per conv block (a wider block shows an even sample and its count)
 MAX_UNITS = 128  # units shown per dense layer
 THUMB_SIDE = 32  # feature maps larger than this are sent shrunk by an integer stride
 HISTOGRAM_BINS = 30  # bins of a layer's weight histogram
-
-
-@dataclass(frozen=True, eq=False)
-class ColumnView:
-    """One column of the network diagram for one image."""
-
-    name: str  # "input", "block1", ..., "dense1", ..., "output"
-    kind: str  # "input", "conv", "dense" or "output"
-    values: np.ndarray  # uint8: input (H, W, C); conv (n, h, w); dense (n,); output (K,) probability x 255
-    total: int  # maps or units the layer has (conv: F; dense: units; output: classes)
-    shown: tuple[int, ...]  # which of them `values` holds, in order
-    shape: tuple[int, ...]  # the layer's output shape for one image: (h, w, F) or (units,)
-    pooled: tuple[int, int] | None = None  # (h, w) after the block's pooling; None without pooling
-    stats: np.ndarray | None = None  # conv: float32 (n, 3) mean, max and share of zeros of each shown map
+DECISION_IMAGES = 100  # images the decision picture follows (a few of each class)
 
 
 class NetworkProbe:
@@ -51,34 +41,56 @@ class NetworkProbe:
     Args:
         model: a model built by `model.network.build_model` (layers named blockB_*, denseD*, probabilities).
         max_maps: feature maps shown per conv block.
+        compiled: trace the forward pass once (about 0.1 s), so that each later call costs about a
+            millisecond instead of ten: for a training worker that draws the diagram many times.
     """
 
-    def __init__(self, model: keras.Model, max_maps: int = MAX_MAPS):
+    def __init__(self, model: keras.Model, max_maps: int = MAX_MAPS, *, compiled: bool = False):
         self.columns = diagram_layers(model)  # [(name, kind, layer name, pooled size)]
         outputs = [model.get_layer(layer).output for _, _, layer, _ in self.columns]
         with BUILD_LOCK:  # Keras model building is not thread-safe
             self._model = keras.Model(model.input, outputs)
+        self._forward = tf.function(self._call, reduce_retracing=True) if compiled else self._call
         self._max_maps = max_maps
 
-    def views(self, image: np.ndarray) -> list[ColumnView]:
+    def _call(self, batch):
+        return self._model(batch, training=False)
+
+    def outputs(self, image: np.ndarray) -> list[np.ndarray]:
+        """The float32 output of each column's layer for one image (one forward pass).
+
+        Args:
+            image: uint8 (H, W, C), the model's input size.
+
+        Returns:
+            One array per column after the input: conv (h, w, F), dense (units,), output (K,).
+        """
+        batch = np.asarray(image, dtype=np.float32)[None]  # (1, H, W, C)
+        outputs = self._forward(batch)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return [np.asarray(keras.ops.convert_to_numpy(output)[0], dtype=np.float32) for output in outputs]
+
+    def views(self, image: np.ndarray) -> tuple[Column, ...]:
         """The diagram's columns for one image with the current weights.
 
         Args:
             image: uint8 (H, W, C), the model's input size.
 
         Returns:
-            [input column, one column per conv block, per dense layer, output column].
+            (input column, one column per conv block, per dense layer, output column).
         """
-        batch = np.asarray(image, dtype=np.float32)[None]  # (1, H, W, C)
-        outputs = self._model(batch, training=False)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        views = [ColumnView("input", "input", np.asarray(image, np.uint8), int(np.shape(image)[-1]),
-                            tuple(range(int(np.shape(image)[-1]))), tuple(int(d) for d in np.shape(image)))]
-        for (name, kind, _, pooled), output in zip(self.columns, outputs):
-            values = np.asarray(keras.ops.convert_to_numpy(output)[0], dtype=np.float32)
+        image = np.asarray(image, np.uint8)
+        channels = int(image.shape[-1])
+        views = [Column("input", "input", image, channels, tuple(range(channels)), tuple(int(d) for d in image.shape))]
+        for (name, kind, _, pooled), values in zip(self.columns, self.outputs(image)):
             views.append(_conv_view(name, values, pooled, self._max_maps) if kind == "conv" else _vector_view(name, kind, values))
-        return views
+        return tuple(views)
+
+    def feature_maps(self, image: np.ndarray, blocks: int) -> dict[str, np.ndarray]:
+        """{layer name: float32 (h, w, F)} output of the first `blocks` conv blocks for one image (Probe events)."""
+        convs = [(layer, values) for (_, kind, layer, _), values in zip(self.columns, self.outputs(image)) if kind == "conv"]
+        return dict(convs[:blocks])
 
 
 def diagram_layers(model: keras.Model) -> list[tuple[str, str, str, tuple[int, int] | None]]:
@@ -107,7 +119,7 @@ def diagram_layers(model: keras.Model) -> list[tuple[str, str, str, tuple[int, i
     return columns
 
 
-def _conv_view(name: str, values: np.ndarray, pooled: tuple[int, int] | None, max_maps: int) -> ColumnView:
+def _conv_view(name: str, values: np.ndarray, pooled: tuple[int, int] | None, max_maps: int) -> Column:
     """(h, w, F) float maps -> a column of up to `max_maps` uint8 thumbnails, scaled by the block's largest value."""
     h, w, filters = values.shape
     shown = _even_sample(filters, max_maps)
@@ -118,23 +130,24 @@ def _conv_view(name: str, values: np.ndarray, pooled: tuple[int, int] | None, ma
     # One scale for the whole block: a map that stays dark is a weak (or dead) one, not a stretched one.
     low, high = float(min(thumbs.min(), 0.0)), float(thumbs.max())
     scaled = (thumbs - low) * (255.0 / (high - low)) if high > low else np.zeros_like(thumbs)
-    return ColumnView(name, "conv", np.rint(scaled).astype(np.uint8), filters, shown, (h, w, filters), pooled,
-                      stats.astype(np.float32))
+    return Column(name, "conv", np.rint(scaled).astype(np.uint8), filters, shown, (h, w, filters), pooled,
+                  stats.astype(np.float32))
 
 
-def _vector_view(name: str, kind: str, values: np.ndarray) -> ColumnView:
+def _vector_view(name: str, kind: str, values: np.ndarray) -> Column:
     """(units,) activations or probabilities -> uint8 (a dense layer scaled by its largest unit)."""
     if kind == "output":
-        return ColumnView(name, kind, np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8), len(values),
-                          tuple(range(len(values))), (len(values),))
+        return Column(name, kind, np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8), len(values),
+                      tuple(range(len(values))), (len(values),))
     shown = _even_sample(len(values), MAX_UNITS)
     part = values[list(shown)]
     low, high = float(min(part.min(), 0.0)), float(part.max())
     scaled = (part - low) * (255.0 / (high - low)) if high > low else np.zeros_like(part)
-    return ColumnView(name, kind, np.rint(scaled).astype(np.uint8), len(values), shown, (len(values),))
+    return Column(name, kind, np.rint(scaled).astype(np.uint8), len(values), shown, (len(values),))
 
 
 def _even_sample(count: int, most: int) -> tuple[int, ...]:
+    """`most` indices spread evenly over 0..count-1, first and last included (all of them when there are fewer)."""
     if count <= most:
         return tuple(range(count))
     return tuple(int(i) for i in np.unique(np.linspace(0, count - 1, most).round().astype(int)))
@@ -145,13 +158,21 @@ def _even_sample(count: int, most: int) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class DecisionView:
-    """How the network treats a fixed set of images now."""
+def decision_sample(labels: np.ndarray, num_classes: int, most: int = DECISION_IMAGES) -> np.ndarray:
+    """Indices of a few images of each class, class by class (the first ones of each, so always the same).
 
-    predicted: np.ndarray  # int16 (n,) predicted class of each image
-    correct: np.ndarray  # bool (n,) whether it is the image's label
-    points: np.ndarray  # float16 (n, 2) penultimate features projected to 2-D (stable axes, about -3..3)
+    Args:
+        labels: int (n,) classes of the images to choose from.
+        num_classes: number of classes.
+        most: images wanted in all; each class gives most // num_classes (at least one) when it has them.
+
+    Returns:
+        int64 (m,) indices into `labels`, m <= max(most, num_classes).
+    """
+    labels = np.asarray(labels)
+    per_class = max(1, most // max(num_classes, 1))
+    picked = [np.flatnonzero(labels == k)[:per_class] for k in range(num_classes)]
+    return np.concatenate(picked).astype(np.int64) if picked else np.zeros(0, np.int64)
 
 
 class DecisionProbe:
@@ -171,14 +192,18 @@ class DecisionProbe:
         self.labels = np.asarray(labels, np.int64)
         self._previous: np.ndarray | None = None
 
-    def view(self) -> DecisionView:
-        """Predictions and projected features with the current weights; axes follow the previous call's."""
+    def view(self, epoch: int) -> Decision:
+        """Predictions and projected features with the current weights; axes follow the previous call's.
+
+        Args:
+            epoch: the epochs the weights have seen (recorded in the result).
+        """
         features, probabilities = self._model(self.images, training=False)
         features = np.asarray(keras.ops.convert_to_numpy(features), np.float64).reshape(len(self.images), -1)
         predicted = np.asarray(keras.ops.convert_to_numpy(probabilities)).argmax(axis=1)
         points = stable_projection(features, self._previous)
         self._previous = points
-        return DecisionView(predicted.astype(np.int16), predicted == self.labels, points.astype(np.float16))
+        return Decision(int(epoch), predicted.astype(np.int16), predicted == self.labels, points.astype(np.float16))
 
 
 def stable_projection(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
@@ -229,3 +254,47 @@ def weight_histograms(model: keras.Model, edges: dict[str, np.ndarray] | None = 
         counts[layer.name] = np.histogram(np.clip(weights, edges[layer.name][0], edges[layer.name][-1]),
                                           bins=edges[layer.name])[0].astype(np.int32)
     return counts, edges
+
+
+def filter_kernels(model: keras.Model, max_maps: int = MAX_MAPS) -> dict[str, Kernels]:
+    """The filters behind each conv column's shown maps: the block's last conv, over a sample of its inputs.
+
+    Args:
+        model: the model.
+        max_maps: feature maps shown per conv block (the output maps and input channels kept).
+
+    Returns:
+        {column name ("block1", ...): Kernels with float16 (n_out, n_in, k, k) weights}; the output maps
+        are those the column shows (`NetworkProbe.views`), the input channels an even sample of the same size.
+    """
+    names = [layer.name for layer in model.layers]
+    kernels = {}
+    for name, kind, _, _ in diagram_layers(model):
+        convs = sorted((int(m.group(1)), n) for n in names if (m := re.fullmatch(rf"{name}_conv(\d+)", n)))
+        if kind != "conv" or not convs:
+            continue
+        layer = convs[-1][1]
+        kernel = np.asarray(keras.ops.convert_to_numpy(model.get_layer(layer).kernel), np.float32)  # (k, k, C_in, F)
+        inputs, outputs = _even_sample(kernel.shape[2], max_maps), _even_sample(kernel.shape[3], max_maps)
+        picked = kernel[:, :, list(inputs)][:, :, :, list(outputs)]  # (k, k, n_in, n_out)
+        kernels[name] = Kernels(layer, np.transpose(picked, (3, 2, 0, 1)).astype(np.float16), inputs, int(kernel.shape[2]))
+    return kernels
+
+
+class WeightsProbe:
+    """Follows a model's weights through training: histograms in bins fixed at the first call, and the filters.
+
+    Args:
+        model: the model being trained.
+        max_maps: feature maps shown per conv block (see `filter_kernels`).
+    """
+
+    def __init__(self, model: keras.Model, max_maps: int = MAX_MAPS):
+        self._model = model
+        self._max_maps = max_maps
+        self._edges: dict[str, np.ndarray] | None = None
+
+    def view(self, epoch: int) -> Weights:
+        """The weights as they are now, after `epoch` epochs (recorded in the result)."""
+        counts, self._edges = weight_histograms(self._model, self._edges)
+        return Weights(int(epoch), counts, dict(self._edges), filter_kernels(self._model, self._max_maps))

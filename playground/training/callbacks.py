@@ -6,6 +6,7 @@
                      and puts back the weights of the last good epoch
     HistoryRecorder  appends each good epoch to the history
     ProgressReporter Batch (throttled), Epoch and Probe events
+    LiveViews        the network diagram's live views: Network (throttled), Decision and Weights events
     AfterEachEpoch   calls a function after each good epoch (the per-epoch checkpoint)
     PauseAndStop     blocks while the user has paused, stops when the user asked to
     TimeBudget       stops once the training time reaches the budget
@@ -41,6 +42,8 @@ from playground.spec.experiment import ExperimentSpec
 from playground.training import events
 
 BATCH_EVENT_INTERVAL = 0.1  # seconds between two Batch events: at most 10 per second
+NETWORK_EVENT_INTERVAL = 0.5  # seconds between two Network events within an epoch (the page refreshes as often)
+NETWORK_TIME_SHARE = 0.03  # ... and more when drawing them would take more than this share of the training time
 DIVERGENCE_FACTOR = 1e3  # a loss this many times the first loss counts as diverged
 # Learning rates that train well with each optimizer, suggested when a run diverges.
 SAFE_LEARNING_RATES = {
@@ -360,6 +363,70 @@ class ProgressReporter(keras.callbacks.Callback):
             lr=finished.lr, elapsed=self.clock.elapsed(),
         ))
         self.send_probe(epoch + 1)
+
+
+class LiveViews(keras.callbacks.Callback):
+    """Sends the live views of the network diagram while the model trains.
+
+    events.Network for the probe image at most once per NETWORK_EVENT_INTERVAL
+    during an epoch (less often when its forward pass is slow: within an epoch
+    the diagram takes at most NETWORK_TIME_SHARE of the time) and after each
+    good epoch; events.Decision and events.Weights after each good epoch;
+    events.ProbeImage before the first Network of each probe image (the user
+    may pick another while it trains).
+
+    Args:
+        state: the shared RunState.
+        emit: receives each event.
+        probe: the probe image to draw now; the same object while it does not change.
+        network: the diagram's columns for an image with the current weights (`NetworkProbe.views`).
+        decision: the decision picture after a number of epochs (`DecisionProbe.view`).
+        weights: the weights after a number of epochs (`WeightsProbe.view`).
+    """
+
+    def __init__(self, state: RunState, emit: Callable[[events.TrainingEvent], None],
+                 probe: Callable[[], events.ProbeImage],
+                 network: Callable[[np.ndarray], tuple[events.Column, ...]],
+                 decision: Callable[[int], events.Decision], weights: Callable[[int], events.Weights]):
+        super().__init__()
+        self.state = state
+        self.emit = emit
+        self.probe = probe
+        self.network = network
+        self.decision = decision
+        self.weights = weights
+        self._shown: events.ProbeImage | None = None  # the probe image of the last Network event
+        self._epoch = 0  # Keras' index of the epoch in progress
+        self._next_network = -math.inf  # time.perf_counter() from which the next diagram may be drawn
+
+    def send_network(self, position: float) -> None:
+        """Send the diagram for the current probe image, `position` epochs into training."""
+        began = time.perf_counter()
+        probe = self.probe()
+        if probe is not self._shown:
+            self._shown = probe
+            self.emit(probe)
+        self.emit(events.Network(epoch=position, columns=self.network(probe.image)))
+        ended = time.perf_counter()
+        self._next_network = ended + max(NETWORK_EVENT_INTERVAL, (ended - began) / NETWORK_TIME_SHARE)
+
+    def send_epoch(self, epoch: int) -> None:
+        """Send every view as the weights are after `epoch` finished epochs (before training: the model's epochs)."""
+        self.send_network(float(epoch))
+        self.emit(self.decision(epoch))
+        self.emit(self.weights(epoch))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.stop_training or time.perf_counter() < self._next_network:
+            return  # diverged in this batch, or drawn a moment ago
+        self.send_network(self._epoch + min((batch + 1) / self.params["steps"], 0.999))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.finished_epoch is not None:
+            self.send_epoch(epoch + 1)
 
 
 class AfterEachEpoch(keras.callbacks.Callback):

@@ -1,15 +1,18 @@
 """The training protocol, declared once: what training reports, what a worker sends, what the manager commands.
 
-Every message is a small frozen dataclass of plain values (and numpy arrays
-in the probe records), so it pickles small across the worker's pipes. The
+Every message is a small frozen dataclass of plain values (and small numpy
+arrays in the probe and live-view records: uint8 pictures, a few counts), so
+it pickles small across the worker's pipes. The
 kinds, by who sends them to whom:
 
-    training events  `loop.train` -> its on_progress:   Start, Batch, Epoch, Probe       (TrainingEvent)
+    training events  `loop.train` -> its on_progress:   Start, Batch, Epoch, Probe; with live views also
+                                                        ProbeImage, Network, DecisionSet, Decision, Weights  (TrainingEvent)
     job events       worker -> manager, for one job:    the training events, ProbeImage, Checkpoint, Paused,
                                                         Resumed, then one of Done | Failed | Stopped   (JobEvent)
     worker messages  worker -> manager:                 Ready once TensorFlow is imported, then each job
-                                                        event wrapped as FromJob(job_id, event)  (WorkerMessage)
-    commands         manager -> worker:                 RunJob, ControlJob, PrepareData, Shutdown  (Command)
+                                                        event wrapped as FromJob(job_id, event), and
+                                                        Prepared after each PrepareData it carried out  (WorkerMessage)
+    commands         manager -> worker:                 RunJob, ControlJob, SetProbe, PrepareData, Shutdown  (Command)
 
 Epochs count from 1 (epoch 0 = before training) and from the model's first
 epoch, so a continued model's epochs go on where they stopped.
@@ -109,20 +112,90 @@ class Probe:
     maps: dict[str, np.ndarray]  # layer name -> float32 (H, W, F) outputs of the first conv blocks
 
 
-TrainingEvent = Start | Batch | Epoch | Probe
+@dataclass(frozen=True, eq=False)
+class ProbeImage:
+    """The image the Probe and Network events show: sent first, and again whenever the user picks another."""
+
+    image: np.ndarray  # uint8 (H, W, C), the model's input size
+    label: str  # what it is, for people: its class name, or e.g. "your picture"
+
+
+# The live views of the Playground's network diagram (see `analysis.network_view`): each column
+# of the diagram for the probe image, the decision picture of a fixed set of images, and the
+# weights. Values travel as small uint8 pictures so they can be sent several times an epoch.
+
+
+@dataclass(frozen=True, eq=False)
+class Column:
+    """One column of the network diagram for one image."""
+
+    name: str  # "input", "block1", ..., "dense1", ..., "output"
+    kind: str  # "input", "conv", "dense" or "output"
+    values: np.ndarray  # uint8: input (H, W, C); conv (n, h, w); dense (n,); output (K,) probability x 255
+    total: int  # maps or units the layer has (conv: F; dense: units; output: classes)
+    shown: tuple[int, ...]  # which of them `values` holds, in order
+    shape: tuple[int, ...]  # the layer's output shape for one image: (h, w, F) or (units,)
+    pooled: tuple[int, int] | None = None  # (h, w) after the block's pooling; None without pooling
+    stats: np.ndarray | None = None  # conv: float32 (n, 3) mean, max and share of zeros of each shown map
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """The network diagram for the probe image with the weights of the moment.
+
+    Sent before training, several times an epoch (at most one per
+    `callbacks.NETWORK_EVENT_INTERVAL`) and after every finished epoch.
+    """
+
+    epoch: float  # epochs trained: whole before training and after an epoch, fractional within one
+    columns: tuple[Column, ...]  # input, one per conv block, one per dense layer, output
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionSet:
+    """The fixed images the decision picture follows, a few of each class (sent once, before training)."""
+
+    images: np.ndarray  # uint8 (n, H, W, C), validation images (test images without a validation split)
+    labels: np.ndarray  # int16 (n,) their classes
+    class_names: tuple[str, ...]  # one per class
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """How the network treats the DecisionSet's images: before training and after every finished epoch."""
+
+    epoch: int  # the epochs the weights have seen
+    predicted: np.ndarray  # int16 (n,) predicted class of each image
+    correct: np.ndarray  # bool (n,) whether it is the image's label
+    points: np.ndarray  # float16 (n, 2) penultimate features projected to 2-D, axes kept from the last Decision
+
+
+@dataclass(frozen=True, eq=False)
+class Kernels:
+    """The filters that make the maps a conv column shows."""
+
+    layer: str  # the conv layer (the block's last conv)
+    weights: np.ndarray  # float16 (n_out, n_in, k, k): a filter per shown map, over a sample of its input channels
+    inputs: tuple[int, ...]  # the input channels `weights` holds
+    total_inputs: int  # the input channels the layer has
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """The weights of every conv and dense layer: before training and after every finished epoch."""
+
+    epoch: int  # the epochs the weights have seen
+    counts: dict[str, np.ndarray]  # layer name -> int32 (bins,) kernel weights in each bin
+    edges: dict[str, np.ndarray]  # layer name -> float32 (bins + 1,) bin edges, the same for the whole job
+    kernels: dict[str, Kernels]  # conv column name ("block1", ...) -> the filters of its shown maps
+
+
+TrainingEvent = Start | Batch | Epoch | Probe | ProbeImage | Network | DecisionSet | Decision | Weights
 
 
 # ---------------------------------------------------------------------------
 # Job events: what a worker adds about the job it trains
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeImage:
-    """The image whose feature maps the Probe events show (sent once, first)."""
-
-    image: np.ndarray  # uint8 (H, W, C)
-    label: str  # its class name
 
 
 @dataclass(frozen=True)
@@ -175,7 +248,7 @@ class Stopped:
     run_id: str | None = None  # the run saved after the last finished epoch of a dead worker; None = none
 
 
-JobEvent = TrainingEvent | ProbeImage | Checkpoint | Paused | Resumed | Done | Failed | Stopped
+JobEvent = TrainingEvent | Checkpoint | Paused | Resumed | Done | Failed | Stopped
 FINAL_EVENTS = (Done, Failed, Stopped)  # the last event of every job
 
 
@@ -191,6 +264,11 @@ class Ready:
     pid: int  # its process id
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The worker has finished (or given up) the PrepareData command it took; the manager may send the next."""
+
+
 @dataclass(frozen=True, eq=False)
 class FromJob:
     """One event of one job."""
@@ -199,7 +277,7 @@ class FromJob:
     event: JobEvent
 
 
-WorkerMessage = Ready | FromJob
+WorkerMessage = Ready | Prepared | FromJob
 
 
 # ---------------------------------------------------------------------------
@@ -230,9 +308,20 @@ class ControlJob:
     action: ControlAction  # "discard" stops and throws the model away (Reset, or the session is gone)
 
 
+@dataclass(frozen=True, eq=False)
+class SetProbe:
+    """Show the running job's network diagram for another image, from its next refresh on."""
+
+    job_id: str  # the job; a command for any other job is ignored
+    probe: ProbeImage  # the image, already the size of the job's input
+
+
 @dataclass(frozen=True)
 class PrepareData:
-    """Load a spec's dataset into the worker's cache while it is idle, so the next job starts sooner."""
+    """Load a spec's dataset into the worker's cache while it is idle, so the next job starts sooner.
+
+    The worker keeps at most one waiting (a newer one replaces it) and drops it when a job arrives.
+    """
 
     spec: str  # the ExperimentSpec as JSON
     env: dict[str, str]  # the app's PLAYGROUND_* settings (data folders)
@@ -243,4 +332,4 @@ class Shutdown:
     """Discard the running job and exit."""
 
 
-Command = RunJob | ControlJob | PrepareData | Shutdown
+Command = RunJob | ControlJob | SetProbe | PrepareData | Shutdown

@@ -8,15 +8,20 @@ in a first-in, first-out queue whose position their owner sees.
 
 Every job belongs to an owner (the browser session id). Every method takes the
 owner and only ever shows or changes that owner's jobs; another owner's job id
-is answered exactly like an unknown one.
+is answered exactly like an unknown one. A fair share for everyone: an owner
+has one active job at a time, a client (the browser's network address, all its
+tabs together) `settings.jobs_per_client`, and a new model is refused while the
+owner keeps `settings.runs_per_session` saved runs or all runs together take
+more than `settings.runs_total_mb`.
 
     manager = get_manager()
-    job_id = manager.submit(owner, spec)              # queued, then starting, running ...
+    job_id = manager.submit(owner, spec, client=ip)   # queued, then starting, running ...
     manager.heartbeat(owner)                          # the page is still open
     new_events = manager.drain(owner, job_id)         # the job's events (see events.py) since the last drain
     manager.pause(owner, job_id); manager.step(owner, job_id); manager.resume(owner, job_id)
     manager.stop(owner, job_id)                       # ends early; the model is evaluated and saved
     manager.stop(owner, job_id, discard=True)         # Reset: ends and throws the model away
+    manager.set_probe(owner, job_id, probe)           # the live network diagram shows another image
     info = manager.info(owner, job_id)                # state, queue position, run_id, result
 
 States: "queued" -> "starting" -> "running" <-> "paused", then one of "done"
@@ -27,8 +32,19 @@ A background thread relays worker events into per-job lists, notices a killed
 worker (its job becomes "stopped: the training process ended unexpectedly",
 with `run_id` set to the run its worker saved after the last finished epoch,
 if any, and a replacement starts), cancels jobs whose owner sent no heartbeat
-for `grace_seconds`, and feeds the queue. Workers are daemons, also exit when the
-app's end of their pipe closes, and are shut down at exit.
+for `grace_seconds`, stops (as Stop does: the model is evaluated and saved)
+jobs left paused for `pause_timeout` seconds, so no one holds a worker for
+good, and feeds the queue. Workers are daemons, also exit when the app's end of
+their pipe closes, and are shut down at exit.
+
+"Prepare" commands (`prepare`) let an idle worker load the data a page
+shows before Train is pressed; they never delay a job: a worker holds at most
+one (the newest waits in the manager until it is done), a job dispatched to
+it drops the waiting one, and data a worker has loaded is not prepared again.
+
+When the app's manager starts (`get_manager`), what workers killed while
+saving left behind is swept: temporary run folders and partial uploads older
+than LEFTOVER_AGE_S.
 """
 
 from __future__ import annotations
@@ -62,6 +78,7 @@ RESET = "reset: the model was thrown away"
 _KEEP_FINISHED_PER_OWNER = 10  # finished jobs remembered per owner
 _MAX_UNDRAINED_EVENTS = 5000  # beyond this, the oldest undrained batch events are dropped
 _FAILED_STARTS_BEFORE_GIVING_UP = 3  # workers that die before ever being ready, in a row
+LEFTOVER_AGE_S = 600.0  # temporary files younger than this may belong to a save in progress: the sweep leaves them
 
 
 class JobError(ValueError):
@@ -91,6 +108,7 @@ class JobInfo:
     dataset_error: bool = False  # failed because the dataset could not be loaded
     checkpoint_epoch: int = 0  # the last epoch the worker saved as the job's run while training; 0 = none
     worker_ready: bool = False  # its worker has TensorFlow imported (a fresh worker takes seconds to get there)
+    stop_note: str = ""  # why the manager stopped the job on its own (left paused too long); "" when it did not
 
     @property
     def active(self) -> bool:
@@ -100,6 +118,8 @@ class JobInfo:
     @property
     def status_line(self) -> str:
         """One line for the page, e.g. "queued: position 2 of 3" or "stopped: <why>"."""
+        if self.state == "done" and self.stop_note:
+            return self.stop_note
         if self.state == "queued":
             return f"queued: position {self.queue_position} of {self.queue_length}"
         if self.state == "stopped":
@@ -119,6 +139,9 @@ class _Worker:
     # Data keys (see `data.catalog.data_key`) of the latest jobs and "prepare" commands sent to it, oldest
     # first: the datasets its cache probably holds, so they are not prepared again.
     prepared: list[tuple[Any, ...]] = field(default_factory=list)
+    preparing: bool = False  # a PrepareData was sent and the worker has not answered it (events.Prepared)
+    # The newest prepare asked for meanwhile, (data key, command): sent when the worker answers, dropped by a job.
+    next_prepare: tuple[tuple[Any, ...], events.PrepareData] | None = None
 
     def remember(self, key: tuple[Any, ...]) -> None:
         """Note that this worker has loaded (or is loading) the data of `key`."""
@@ -137,6 +160,7 @@ class _Job:
     continue_from: str | None
     step: bool
     env: dict[str, str]
+    client: str | None = None  # the browser's network address; None = unknown (no per-client cap)
     submitted: float = field(default_factory=time.time)
     state: str = "queued"
     message: str = ""
@@ -152,6 +176,9 @@ class _Job:
     worker: _Worker | None = None
     started: float | None = None
     finished: float | None = None
+    paused_since: float | None = None  # time.monotonic() of its last Paused event; None while not paused
+    stop_note: str = ""  # why the manager stopped it on its own
+    probe: events.ProbeImage | None = None  # the probe image picked while it was queued (sent when it starts)
     events: list[events.JobEvent] = field(default_factory=list)  # not drained yet, oldest first
 
 
@@ -165,12 +192,16 @@ class JobManager:
             cancelled; default `settings.session_grace_seconds`.
         threads: TensorFlow threads per worker; default all cores when one
             job trains at a time, else the cores shared out between workers.
+        pause_timeout: a job paused (or stepped) for this long is stopped, its
+            model evaluated and saved; default `settings.pause_timeout_seconds`.
     """
 
-    def __init__(self, max_concurrent: int | None = None, grace_seconds: float | None = None, *, threads: int | None = None):
+    def __init__(self, max_concurrent: int | None = None, grace_seconds: float | None = None, *,
+                 threads: int | None = None, pause_timeout: float | None = None):
         settings = get_settings()
         self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs)
         self.grace_seconds = settings.session_grace_seconds if grace_seconds is None else float(grace_seconds)
+        self.pause_timeout = settings.pause_timeout_seconds if pause_timeout is None else float(pause_timeout)
         cores = os.cpu_count() or 1
         self._threads = threads if threads is not None else (0 if self.max_concurrent == 1 else max(1, cores // self.max_concurrent))
         self._context = multiprocessing.get_context("spawn")
@@ -191,29 +222,43 @@ class JobManager:
 
     # ----------------------------------------------------------------- API
 
-    def submit(self, owner: str, spec: ExperimentSpec, *, continue_from: str | None = None, step: bool = False) -> str:
+    def submit(self, owner: str, spec: ExperimentSpec, *, continue_from: str | None = None, step: bool = False,
+               client: str | None = None) -> str:
         """Queue a training job for `owner`.
 
         Args:
             owner: the session id that may see and control the job.
             spec: the experiment (checked by the worker; problems end the job as "failed").
-            continue_from: a run id whose saved model trains `spec.train.epochs` more epochs.
+            continue_from: a run id whose saved model trains `spec.train.epochs` more epochs
+                (not a new run for the owner's quota of saved runs).
             step: pause after the first epoch (the Step button on a fresh model).
+            client: the browser's network address, shared by all its tabs: at most
+                `settings.jobs_per_client` active jobs per client. None = unknown (no such cap).
 
         Returns:
             The job id.
 
         Raises:
-            JobError: when the owner already has an active job, or the manager is shut down.
+            JobError: one sentence, when the owner already has an active job, the client has
+                its share, the owner's saved runs or the runs folder are full, or the
+                manager is shut down.
         """
+        settings = get_settings()
+        full = _runs_quota_problem(owner, new_model=continue_from is None)  # reads the runs folder: not under the lock
         with self._lock:
             if self.closed:
                 raise JobError("The job manager is shut down; restart the app to train again.")
             if self._broken:
                 raise JobError(self._broken)
-            for job in self._jobs.values():
-                if job.owner == owner and job.state in ACTIVE_STATES and not job.stop_requested:
+            active = [job for job in self._jobs.values() if job.state in ACTIVE_STATES and not job.stop_requested]
+            for job in active:
+                if job.owner == owner:
                     raise JobError(f"This session already has a run in progress (job {job.job_id[:8]}); stop it before starting another.")
+            if client is not None and sum(job.client == client for job in active) >= settings.jobs_per_client:
+                raise JobError(f"This computer already has {_count(settings.jobs_per_client, 'run')} in progress in "
+                               f"other tabs or windows, as many as one computer may have; stop one before starting another.")
+            if full:
+                raise JobError(full)
             job = _Job(
                 job_id=uuid.uuid4().hex,
                 owner=owner,
@@ -221,6 +266,7 @@ class JobManager:
                 continue_from=continue_from,
                 step=step,
                 env=_job_env(),
+                client=client,
             )
             self._jobs[job.job_id] = job
             self._queue.append(job)
@@ -230,23 +276,32 @@ class JobManager:
             self._changed.notify_all()
             return job.job_id
 
-    def prepare(self, spec: ExperimentSpec) -> None:
+    def prepare(self, spec: ExperimentSpec) -> bool:
         """Let the worker that takes the next job load `spec`'s data now, while it is idle.
 
         The Playground calls this whenever it is drawn without a run in
         progress, so pressing Train does not wait for the data. Nothing happens
         while jobs are queued or every worker is busy, and a worker is not asked
-        for data it has loaded recently.
+        for data it has loaded (or is loading) recently. While the worker is
+        still loading an earlier prepare, this one waits here instead, replacing
+        any other waiting one.
+
+        Returns:
+            True when the data will be prepared (sent now, or waiting); False when nothing was done.
         """
         key = data_key(spec)
         with self._lock:
             if self.closed or self._queue:
-                return
+                return False
             w = next((w for w in self._workers if w.job is None), None)  # the one `_dispatch` picks next
-            if w is None or key in w.prepared:
-                return
-            w.remember(key)
-            self._send(w, events.PrepareData(spec=spec.to_json(indent=None), env=_job_env()))
+            if w is None or key in w.prepared or (w.next_prepare is not None and w.next_prepare[0] == key):
+                return False
+            command = events.PrepareData(spec=spec.to_json(indent=None), env=_job_env())
+            if w.preparing:
+                w.next_prepare = (key, command)
+            else:
+                self._send_prepare(w, key, command)
+            return True
 
     def info(self, owner: str, job_id: str) -> JobInfo:
         """The owner's job `job_id` as a snapshot. Raises JobError for any other job."""
@@ -288,6 +343,21 @@ class JobManager:
         with self._lock:
             job = self._get(owner, job_id)
             self._stop(job, RESET if discard else "stopped before training started", discard=discard)
+
+    def set_probe(self, owner: str, job_id: str, probe: events.ProbeImage) -> None:
+        """Let the owner's job draw its live network diagram for `probe` (no effect once it is ending or ended).
+
+        Args:
+            owner: the session id.
+            job_id: the job.
+            probe: the image, the size of the job's input; a queued job takes it when it starts.
+        """
+        with self._lock:
+            job = self._get(owner, job_id)
+            if job.state == "queued":
+                job.probe = probe
+            elif job.state in ("starting", "running", "paused") and not job.stop_requested:
+                self._send(job.worker, events.SetProbe(job_id=job.job_id, probe=probe))
 
     def heartbeat(self, owner: str) -> None:
         """Tell the manager that `owner`'s browser session is still open."""
@@ -402,6 +472,7 @@ class JobManager:
             dataset_error=job.dataset_error,
             checkpoint_epoch=job.checkpoint_epoch,
             worker_ready=bool(job.worker and job.worker.ready),
+            stop_note=job.stop_note,
         )
 
     def _command(self, owner: str, job_id: str, command: events.ControlAction) -> None:
@@ -445,6 +516,12 @@ class JobManager:
         except (BrokenPipeError, OSError):
             pass  # the relay thread notices the dead worker and reports its job
 
+    def _send_prepare(self, w: _Worker, key: tuple[Any, ...], command: events.PrepareData) -> None:
+        # Caller holds the lock; `w` is idle and holds no prepare.
+        w.remember(key)
+        w.preparing = True
+        self._send(w, command)
+
     def _start_worker(self) -> None:
         # Caller holds the lock (or is the constructor).
         command_reader, command_writer = self._context.Pipe(duplex=False)
@@ -471,6 +548,8 @@ class JobManager:
             if w.job is None:
                 job = self._queue.pop(0)
                 w.job, job.worker = job, w
+                # The job goes first: a prepare waiting here is dropped, and so is one the worker has not begun.
+                w.next_prepare, w.preparing = None, False
                 w.remember(data_key(job.spec))
                 job.state, job.started = "starting", time.time()
                 self._send(w, events.RunJob(
@@ -481,6 +560,8 @@ class JobManager:
                     continue_from=job.continue_from,
                     step=job.step,
                 ))
+                if job.probe is not None:
+                    self._send(w, events.SetProbe(job_id=job.job_id, probe=job.probe))
 
     def _relay(self) -> None:
         last_housekeeping = 0.0
@@ -516,6 +597,12 @@ class JobManager:
                 w.ready = True
                 self._failed_starts = 0
                 return
+            if isinstance(message, events.Prepared):
+                w.preparing = False
+                waiting, w.next_prepare = w.next_prepare, None
+                if waiting is not None and w.job is None and not self._queue:
+                    self._send_prepare(w, *waiting)
+                return
             job = self._jobs.get(message.job_id)
             if job is None or job.state in FINAL_STATES:
                 return  # a job forgotten or already ended (e.g. shut down)
@@ -532,8 +619,10 @@ class JobManager:
                     job.checkpoint_epoch = event.epoch
                 case events.Paused():
                     job.state = "paused"
+                    job.paused_since = time.monotonic()
                 case events.Resumed():
                     job.state = "running"
+                    job.paused_since = None
                 case events.Done():
                     job.run_id = event.run_id
                     job.result = event
@@ -611,6 +700,12 @@ class JobManager:
                     for job in list(self._jobs.values()):
                         if job.owner == owner and job.state in ACTIVE_STATES and not job.discard:
                             self._stop(job, SESSION_GONE, discard=True)
+            for job in self._jobs.values():
+                if (job.state == "paused" and not job.stop_requested and job.paused_since is not None
+                        and now - job.paused_since >= self.pause_timeout):
+                    job.stop_note = (f"stopped after {duration_words(self.pause_timeout)} paused: the model so far "
+                                     f"was evaluated and saved, and the training process is free for others")
+                    self._stop(job, "", discard=False)
             # Forget owners gone for long, with their finished jobs.
             for owner, seen in list(self._seen.items()):
                 if now - seen > self.grace_seconds + 600 and owner not in owners:
@@ -624,6 +719,52 @@ class JobManager:
         finished.sort(key=lambda j: j.submitted)
         for job in finished[:-_KEEP_FINISHED_PER_OWNER]:
             del self._jobs[job.job_id]
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people say it: "1 second", "90 seconds", "5 minutes"."""
+    return _count(seconds / 60, "minute") if seconds >= 60 and seconds % 60 == 0 else _count(seconds, "second")
+
+
+def _count(number: float, noun: str) -> str:
+    """ "1 run", "3 runs", "0.5 seconds"."""
+    return f"{number:g} {noun}{'' if number == 1 else 's'}"
+
+
+def _runs_quota_problem(owner: str, *, new_model: bool) -> str:
+    """Why `owner` may not train now because the saved runs are at their quota (settings); "" when it may.
+
+    Args:
+        owner: the session that would save the run.
+        new_model: a new model (a new saved run); a continued one does not count against the owner's runs.
+    """
+    from playground.runs.store import RunStore  # (the web server has TensorFlow once a page built a network)
+
+    settings = get_settings()
+    store = RunStore()
+    if new_model and store.count_runs(owner) >= settings.runs_per_session:
+        return (f"This session has {_count(settings.runs_per_session, 'saved run')}, as many as one session may "
+                f"keep; delete some on Compare runs before training a new model.")
+    if store.total_bytes() >= settings.runs_total_mb * 1024**2:
+        return (f"The saved runs of this server take their whole {settings.runs_total_mb:,} MB; "
+                f"delete some on Compare runs (or ask the teacher to) before training again.")
+    return ""
+
+
+def sweep_leftovers(min_age_s: float = LEFTOVER_AGE_S) -> None:
+    """Delete what processes killed while saving left behind: temporary run folders and partial uploads.
+
+    Only what has not changed for `min_age_s` seconds goes, so a save in
+    progress is never touched. Never raises (the server log gets the reason).
+    """
+    try:
+        from playground.data.uploads import sweep_partial_files
+        from playground.runs.store import RunStore
+
+        RunStore().sweep_temporary(min_age_s)
+        sweep_partial_files(min_age_s)
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
 
 
 def _job_env() -> dict[str, str]:
@@ -641,9 +782,13 @@ if not hasattr(_holder, "lock"):
 
 
 def get_manager() -> JobManager:
-    """The process-wide JobManager, created (and its workers started) on first use."""
+    """The process-wide JobManager, created (and its workers started) on first use.
+
+    Before it starts, the leftovers of killed saves are swept (`sweep_leftovers`).
+    """
     with _holder.lock:
         if _holder.manager is None or _holder.manager.closed:
+            sweep_leftovers()
             _holder.manager = JobManager()
             atexit.register(_holder.manager.shutdown)
         return _holder.manager

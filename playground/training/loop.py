@@ -4,7 +4,9 @@
 Keras' `model.fit` on a seeded `tf.data` pipeline of the uint8 images, and
 reports what happens through the training events of `events.py`: a Start,
 throttled Batch events (at most about 10 per second), one Epoch per finished
-epoch and Probe events with the feature maps of a probe image; an optional
+epoch, Probe events with the feature maps of a probe image and, when asked,
+the live views of the Playground's network diagram (Network, Decision and
+Weights events, see `callbacks.LiveViews`); an optional
 `on_epoch_end` hook receives the run as it stands after each finished epoch
 (what a checkpoint saves). The watching is done by the small Keras callbacks
 of `callbacks.py`: they poll `should_stop`, block in `wait_if_paused`, enforce
@@ -37,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from playground.analysis.network_view import DecisionProbe, NetworkProbe, WeightsProbe, decision_sample
 from playground.data import datasets
 from playground.model import network as models
 from playground.training import callbacks, devices, events
@@ -185,6 +188,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     wait_if_paused: Callable[[bool], None] | None = None,
     probe_image: np.ndarray | None = None,
+    live_probe: Callable[[], events.ProbeImage] | None = None,
     on_epoch_end: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
     """Fit the CNN of `spec` on `dataset` and evaluate it on the test set.
@@ -208,8 +212,16 @@ def train(
             (False) and every epoch but the last (True); it blocks while the
             user has paused. Time spent in it is not counted anywhere.
         probe_image: one uint8 (H, W, C) image whose feature maps are sent.
+        live_probe: turns on the live views of the network diagram (see
+            `callbacks.LiveViews`): returns the ProbeImage to draw now (the
+            dataset's input shape; the same object until it changes). Before
+            training and after every finished epoch, a Network, a Decision
+            and a Weights event are sent, and Network events several times
+            an epoch; a DecisionSet with the images the Decision events
+            follow (a few validation images of each class, test images
+            without a validation split) comes first.
         on_epoch_end: called after every finished, non-diverged epoch (after its
-            Epoch and Probe events, before any pause) with the run so far as
+            Epoch, Probe and live-view events, before any pause) with the run so far as
             a TrainResult: `model` is the live model with that epoch's weights
             (save or copy them before returning), `epochs_completed` counts
             that epoch, history and timings are as in the final result, the
@@ -281,8 +293,9 @@ def train(
         return _result(model, state, clock, initial_first_conv, test_loss=math.nan, test_accuracy=math.nan,
                        stop_reason="interrupted", message=message, test_size=0)
 
-    probe = _Probe(model, probe_image) if probe_image is not None else None
-    reporter = callbacks.ProgressReporter(state, clock, emit, probe.maps if probe is not None else None)
+    network = NetworkProbe(model, compiled=True) if probe_image is not None or live_probe is not None else None
+    probe_maps = (lambda: network.feature_maps(probe_image, PROBE_BLOCKS)) if probe_image is not None else None
+    reporter = callbacks.ProgressReporter(state, clock, emit, probe_maps)
     watchers = [
         clock,
         callbacks.EpochScores(state, clock, _eval_batches(x_val, y_val) if len(x_val) else None),
@@ -290,12 +303,24 @@ def train(
         callbacks.HistoryRecorder(state),
         reporter,
     ]
+    live = None
+    if live_probe is not None:
+        # The decision picture follows validation images (test images when there are none).
+        x_known, y_known = (x_val, y_val) if len(x_val) else (dataset.x_test, dataset.y_test)
+        chosen = decision_sample(y_known, dataset.num_classes)
+        emit(events.DecisionSet(images=x_known[chosen], labels=y_known[chosen].astype(np.int16),
+                                class_names=tuple(dataset.class_names)))
+        live = callbacks.LiveViews(state, emit, live_probe, network.views,
+                                   DecisionProbe(model, x_known[chosen], y_known[chosen]).view, WeightsProbe(model).view)
+        watchers.append(live)
     if on_epoch_end is not None:
         watchers.append(callbacks.AfterEachEpoch(state, lambda: on_epoch_end(snapshot())))
     watchers.append(callbacks.PauseAndStop(state, clock, wait_if_paused, should_stop))
     if spec.train.time_budget:
         watchers.append(callbacks.TimeBudget(state, clock, spec.train.time_budget))
     reporter.send_probe(initial_epoch)
+    if live is not None:
+        live.send_epoch(initial_epoch)
 
     model.fit(
         _training_batches(x_train, y_train, batch_size, spec.seed, initial_epoch, epochs),
@@ -387,41 +412,6 @@ def _first_conv_kernel(model: keras.Model) -> np.ndarray | None:
     if not names:
         return None
     return np.array(model.get_layer(names[0]).kernel.numpy(), dtype=np.float32)  # (k, k, C_in, F)
-
-
-class _Probe:
-    """Feature maps of one image at the first conv blocks, from a model sharing the trained layers."""
-
-    def __init__(self, model: keras.Model, image: np.ndarray):
-        names = probe_layer_names(model)
-        self.names = names
-        self.image = np.asarray(image, dtype=np.float32)[None]  # (1, H, W, C)
-        self.model = keras.Model(model.input, [model.get_layer(n).output for n in names]) if names else None
-
-    def maps(self) -> dict[str, np.ndarray]:
-        if self.model is None:
-            return {}
-        outputs = self.model(self.image, training=False)
-        if len(self.names) == 1:
-            outputs = [outputs]
-        return {n: np.asarray(keras.ops.convert_to_numpy(o)[0], dtype=np.float32) for n, o in zip(self.names, outputs)}
-
-
-def probe_layer_names(model: keras.Model) -> list[str]:
-    """The layers whose outputs Probe events show: the output of each of the first two conv blocks.
-
-    For block b that is its last activation ("block{b}_act{c}"), or its last
-    conv when the block has no activation layer.
-    """
-    names = []
-    for block in range(1, PROBE_BLOCKS + 1):
-        in_block = [layer.name for layer in model.layers if layer.name.startswith(f"block{block}_")]
-        chosen = [n for n in in_block if n.startswith(f"block{block}_act")] or [
-            n for n in in_block if n.startswith(f"block{block}_conv")
-        ]
-        if chosen:
-            names.append(chosen[-1])
-    return names
 
 
 def _final_message(stop_reason: str, spec: ExperimentSpec, epochs_completed: int, epochs_trained: int,

@@ -1,13 +1,15 @@
-"""Live progress of a training job: fold its events into curves, speed and ETA.
+"""Live progress of a training job: fold its events into curves, speed, ETA and the network's live views.
 
 The Playground drains a job's events (`JobManager.drain`) several times a
 second and feeds them to a `RunProgress`, which keeps everything the live view
 draws: per-epoch train/validation loss and accuracy, the recent batch losses,
-images per second, the time left, and the newest feature maps of the probe
-image. `feature_grid` turns those maps into one compact picture.
+images per second, the time left, and the network diagram's views: the newest
+diagram of the probe image, and after every finished epoch (0 = before
+training) the diagram, the decision picture and the weights, so the page can
+replay the epochs after training.
 
 Continuing a model (Train after a run ended) keeps the same RunProgress, so
-the curves go on where they stopped.
+the curves and the replay go on where they stopped.
 """
 
 from __future__ import annotations
@@ -38,10 +40,16 @@ class RunProgress:
     epoch: int = 0  # epochs finished
     step: int = 0  # batches finished in the current epoch
     images_per_second: float = 0.0
-    probe_image: np.ndarray | None = None  # uint8 (H, W, C)
+    probe_image: np.ndarray | None = None  # uint8 (H, W, C), the image the diagram shows now
     probe_label: str = ""
-    probe_maps: dict[str, np.ndarray] | None = None  # layer name -> float32 (H, W, F)
-    probe_epoch: int = 0
+    network: events.Network | None = None  # the newest diagram
+    network_label: str = ""  # the label of its probe image
+    # After each finished epoch (and before training), for the replay: the diagram with its probe
+    # image's label, the decision picture and the weights, by epoch.
+    epoch_networks: dict[int, tuple[events.Network, str]] = field(default_factory=dict)
+    decision_set: events.DecisionSet | None = None  # the images the decisions follow
+    decisions: dict[int, events.Decision] = field(default_factory=dict)
+    weights: dict[int, events.Weights] = field(default_factory=dict)
     paused: bool = False
     job_started: float | None = None  # time.monotonic() of this job's start event
     job_first_epoch: int = 0  # epochs finished before this job began
@@ -66,6 +74,9 @@ class RunProgress:
                 # A continued model keeps its curves; anything past its last saved epoch goes.
                 self.epoch_rows = [row for row in self.epoch_rows if row["epoch"] <= self.epoch]
                 self.batch_points = [pt for pt in self.batch_points if pt[0] <= self.epoch]
+                for by_epoch in (self.epoch_networks, self.decisions, self.weights):
+                    for epoch in [e for e in by_epoch if e > self.epoch]:
+                        del by_epoch[epoch]
                 self.step = 0
                 self.paused = False
             case events.Batch():
@@ -83,12 +94,19 @@ class RunProgress:
                 self.epoch = event.epoch
                 self.step = 0
                 self.images_per_second = event.images_per_second
-            case events.Probe():
-                self.probe_maps = event.maps
-                self.probe_epoch = event.epoch
             case events.ProbeImage():
                 self.probe_image = event.image
                 self.probe_label = event.label
+            case events.Network():
+                self.network, self.network_label = event, self.probe_label
+                if float(event.epoch).is_integer():  # before training or at an epoch's end
+                    self.epoch_networks[int(event.epoch)] = (event, self.probe_label)
+            case events.DecisionSet():
+                self.decision_set = event
+            case events.Decision():
+                self.decisions[event.epoch] = event
+            case events.Weights():
+                self.weights[event.epoch] = event
             case events.Paused():
                 self.paused = True
             case events.Resumed():
@@ -118,6 +136,24 @@ class RunProgress:
         keys = ("epoch",) + HISTORY_KEYS
         return {key: [row.get(key, np.nan) for row in self.epoch_rows] for key in keys}
 
+    def map_history(self, column: str, index: int) -> tuple[list[int], np.ndarray]:
+        """How feature map `index` of conv column `column` behaved for the probe image after each epoch so far.
+
+        Args:
+            column: a conv column's name, e.g. "block1".
+            index: the map's index among the block's filters (one of the column's `shown`).
+
+        Returns:
+            (epochs, float32 (len(epochs), 3) mean, max and share of zeros), epochs in order.
+        """
+        epochs, rows = [], []
+        for epoch in sorted(self.epoch_networks):
+            view = next((c for c in self.epoch_networks[epoch][0].columns if c.name == column), None)
+            if view is not None and view.stats is not None and index in view.shown:
+                epochs.append(epoch)
+                rows.append(view.stats[view.shown.index(index)])
+        return epochs, np.asarray(rows, np.float32).reshape(len(rows), 3)
+
 
 def format_duration(seconds: float | None) -> str:
     """"1:05" for 65 seconds, "1:02:03" beyond an hour, "–" when unknown."""
@@ -127,40 +163,3 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def feature_grid(maps: np.ndarray, *, max_maps: int = 16, columns: int = 8, tile: int = 40, gap: int = 2) -> np.ndarray:
-    """Tile the feature maps of one layer into one gray image.
-
-    Each map is scaled to 0..255 on its own (a constant map is mid-gray) and
-    resized with nearest-neighbour sampling to `tile` x `tile` pixels, so
-    layers of different sizes give tiles of the same size.
-
-    Args:
-        maps: float (H, W, F) activations of one image in one layer.
-        max_maps: first maps shown.
-        columns: maps per row.
-        tile: tile size in pixels.
-        gap: pixels of white between tiles.
-
-    Returns:
-        uint8 (height, width) image; (0, 0) when there are no maps.
-    """
-    a = np.asarray(maps, dtype=np.float32)
-    if a.ndim != 3 or a.shape[-1] == 0 or a.shape[0] == 0 or a.shape[1] == 0:
-        return np.zeros((0, 0), np.uint8)
-    count = min(a.shape[-1], max_maps)
-    cols = min(columns, count)
-    rows = -(-count // cols)
-    # Nearest-neighbour source row/column of every tile pixel.
-    ys = np.arange(tile) * a.shape[0] // tile
-    xs = np.arange(tile) * a.shape[1] // tile
-    grid = np.full((rows * (tile + gap) - gap, cols * (tile + gap) - gap), 255, np.uint8)
-    for i in range(count):
-        m = np.nan_to_num(a[..., i])
-        lo, hi = float(m.min()), float(m.max())
-        scaled = np.full(m.shape, 128.0) if hi - lo < 1e-12 else (m - lo) * (255.0 / (hi - lo))
-        r, c = divmod(i, cols)
-        y, x = r * (tile + gap), c * (tile + gap)
-        grid[y: y + tile, x: x + tile] = scaled[np.ix_(ys, xs)].astype(np.uint8)
-    return grid

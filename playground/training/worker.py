@@ -2,11 +2,13 @@
 
 `JobManager` (in `jobs.py`) starts each worker with the multiprocessing "spawn"
 context and talks to it over two one-way pipes, with the records of
-`events.py`: commands (RunJob, ControlJob, PrepareData, Shutdown) come in;
+`events.py`: commands (RunJob, ControlJob, SetProbe, PrepareData, Shutdown) come in;
 Ready goes out once TensorFlow is imported, then, for each job, its events
 wrapped in FromJob: the training events of `loop.train` plus ProbeImage,
 Paused, Resumed, Checkpoint after an epoch's weights are saved, and one of
-Done, Failed or Stopped at the end.
+Done, Failed or Stopped at the end; Prepared follows each "prepare" carried out.
+Jobs run in the order they came; a "prepare" waits only while no job does
+(see `WorkQueue`).
 
 Finished epochs are saved as the job's run (a checkpoint: test set not
 evaluated, stop reason "interrupted"; at most one save per CHECKPOINT_INTERVAL_S),
@@ -21,12 +23,12 @@ from __future__ import annotations
 
 import gc
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Callable
 
@@ -67,10 +69,11 @@ class Outbox:
 
 
 class Control:
-    """The user's pause / step / stop requests for one running job.
+    """The user's pause / step / stop requests for one running job, and the probe image they picked.
 
     `wait_if_paused` and `should_stop` are handed to `training.train`, which
-    calls them between batches and at each epoch end.
+    calls them between batches and at each epoch end; `probe` tells its live
+    views which image to draw.
     """
 
     def __init__(self, job_id: str, outbox: Outbox, *, step: bool = False):
@@ -81,6 +84,16 @@ class Control:
         self._pause_at_epoch_end = step  # "step": run to the end of the epoch, then pause
         self.stop_requested = False
         self.discard = False  # stop and throw the model away (Reset, or the session is gone)
+        self._probe: events.ProbeImage | None = None  # the user's pick (SetProbe); None = the job's default
+
+    def set_probe(self, probe: events.ProbeImage) -> None:
+        """Draw the network diagram for `probe` from its next refresh on (one assignment: no lock needed)."""
+        self._probe = probe
+
+    def probe(self, default: events.ProbeImage) -> events.ProbeImage:
+        """The probe image to draw now: the user's latest pick when it has `default`'s shape, else `default`."""
+        chosen = self._probe
+        return chosen if chosen is not None and chosen.image.shape == default.image.shape else default
 
     def apply(self, action: events.ControlAction) -> None:
         """Apply "pause", "resume", "step", "stop" or "discard"."""
@@ -121,6 +134,53 @@ class Control:
         self._outbox.send(events.FromJob(self.job_id, events.Resumed(paused_seconds=time.monotonic() - started)))
 
 
+class WorkQueue:
+    """What the worker does next: its jobs in the order they came, else the newest "prepare" command.
+
+    At most one prepare waits (a newer one replaces it), and a job arriving
+    drops it, so preparing data for a page never delays a job. Filled by the
+    command thread, emptied by the main thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: deque[tuple[events.RunJob, Control]] = deque()
+        self._prepare: events.PrepareData | None = None
+        self._closed = False
+
+    def add_job(self, job: events.RunJob, control: Control) -> None:
+        """Queue a job (behind the jobs already queued); a waiting prepare is dropped."""
+        with self._cond:
+            self._jobs.append((job, control))
+            self._prepare = None
+            self._cond.notify_all()
+
+    def add_prepare(self, command: events.PrepareData) -> None:
+        """Let `command` wait for an idle moment, replacing a prepare still waiting; ignored while a job waits."""
+        with self._cond:
+            if not self._jobs:
+                self._prepare = command
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Make `take` return None from now on (shut down)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self) -> tuple[events.RunJob, Control] | events.PrepareData | None:
+        """Block until there is work: the oldest job, else the waiting prepare; None once closed."""
+        with self._cond:
+            while not (self._closed or self._jobs or self._prepare is not None):
+                self._cond.wait()
+            if self._closed:
+                return None
+            if self._jobs:
+                return self._jobs.popleft()
+            command, self._prepare = self._prepare, None
+            return command
+
+
 def main(commands: Connection, event_pipe: Connection, threads: int = 0) -> None:
     """Entry point of a worker process.
 
@@ -148,16 +208,13 @@ def main(commands: Connection, event_pipe: Connection, threads: int = 0) -> None
 
     training.configure_threads(threads or None, threads or None)
 
-    # Jobs with their controls, and data to prepare, in the order they came; None = shut down.
-    work: queue.Queue[tuple[events.RunJob, Control] | events.PrepareData | None] = queue.Queue()
+    work = WorkQueue()
     threading.Thread(target=_read_commands, args=(commands, work, outbox), name="commands", daemon=True).start()
     outbox.send(events.Ready(pid=os.getpid()))
-    while True:
-        item = work.get()
-        if item is None:
-            break
+    while (item := work.take()) is not None:
         if isinstance(item, events.PrepareData):
             prepare_data(item)
+            outbox.send(events.Prepared())
             continue
         job, control = item
         run_job(job, control, outbox)
@@ -182,7 +239,7 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _read_commands(commands: Connection, work: queue.Queue, outbox: Outbox) -> None:
+def _read_commands(commands: Connection, work: WorkQueue, outbox: Outbox) -> None:
     controls: dict[str, Control] = {}
     while True:
         try:
@@ -193,16 +250,18 @@ def _read_commands(commands: Connection, work: queue.Queue, outbox: Outbox) -> N
             case events.RunJob():
                 control = Control(command.job_id, outbox, step=command.step)
                 controls = {command.job_id: control}  # one job at a time; older controls are done
-                work.put((command, control))
+                work.add_job(command, control)
             case events.PrepareData():
-                work.put(command)
+                work.add_prepare(command)
             case events.Shutdown():
                 for control in controls.values():
                     control.apply("discard")
-                work.put(None)
+                work.close()
                 return
             case events.ControlJob() if command.job_id in controls:
                 controls[command.job_id].apply(command.action)
+            case events.SetProbe() if command.job_id in controls:
+                controls[command.job_id].set_probe(command.probe)
 
 
 def _apply_job_env(command: events.RunJob | events.PrepareData) -> None:
@@ -269,8 +328,8 @@ def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
             initial_epoch = int(previous.metrics.get("epochs_completed", 0))
             # `epochs` counts from the start of the model's life: train `spec.epochs` more.
             spec = spec.with_values(epochs=initial_epoch + spec.train.epochs)
-        probe = dataset.x_test[0]
-        emit(events.ProbeImage(image=probe, label=dataset.class_names[int(dataset.y_test[0])]))
+        probe = events.ProbeImage(image=dataset.x_test[0], label=dataset.class_names[int(dataset.y_test[0])])
+        emit(probe)
         result = training.train(
             spec,
             dataset,
@@ -279,7 +338,8 @@ def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
             on_progress=emit,
             should_stop=control.should_stop,
             wait_if_paused=control.wait_if_paused,
-            probe_image=probe,
+            probe_image=probe.image,
+            live_probe=lambda: control.probe(probe),
             on_epoch_end=lambda progress: checkpoint.save(progress, spec, dataset),
         )
     except (datasets.DatasetError, SpecError) as exc:

@@ -1,13 +1,15 @@
-"""The live view of a training job: status, curves, speed, ETA and the probe image's feature maps.
+"""The live view of a training job: status, the living network diagram, curves, speed and ETA.
 
 `sync(job_id)` drains the job's events into the session's RunProgress; the
 Playground calls it on every full run and, through `live_panel`, from a
 fragment that reruns twice a second while the job trains (five times until its first
-trained batch, every 2 s while it is queued).
+trained batch, every 2 s while it is queued). The network diagram and the views
+under the curves are `network_panel`'s.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground.training import events
-from playground.training.jobs import FINAL_STATES, JobError, JobInfo
-from playground.training.progress import RunProgress, feature_grid, format_duration
+from playground.training.jobs import FINAL_STATES, JobError, JobInfo, duration_words
+from playground.training.progress import RunProgress, format_duration
+from playground.ui import network_panel
+from playground.ui.network_panel import NetworkSetting
+from playground.ui.plain_text import escape_markdown
 from playground.ui.session import job_manager, session_id
 
 PROGRESS_KEY = "pg_progress"  # RunProgress of the current model
@@ -117,12 +122,13 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
     if job.state == "stopping":
         return "Stopping after the current batch…"
     if job.state == "paused":
-        return f"Paused after epoch {p.epoch} of {p.epochs}: Train resumes, Step runs one more epoch."
+        return (f"Paused after epoch {p.epoch} of {p.epochs}: Train resumes, Step runs one more epoch; after "
+                f"{duration_words(job_manager().pause_timeout)} paused, the run stops and keeps its model.")
     if compiling(job, p):
         return "Starting: TensorFlow is compiling the network for its first batch…"
     if job.state == "running":
         return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
-    if job.state == "done":
+    if job.state == "done" and not job.stop_note:
         reason = job.result.summary.stop_reason if job.result else "completed"
         return {"completed": "Done.", "stopped": "Stopped early; the model so far was evaluated and kept.",
                 "time_budget": "Time budget reached; the model so far was evaluated and kept.",
@@ -154,26 +160,6 @@ def curves(p: RunProgress) -> None:
                        config={"displayModeBar": False})
 
 
-def feature_maps(p: RunProgress, layers: int = 2) -> None:
-    """The probe image and the feature maps of the first conv layers, refreshed each epoch."""
-    if p.probe_image is None and not p.probe_maps:
-        return
-    names = list(p.probe_maps or {})[:layers]
-    columns = st.columns([1] + [3] * max(len(names), 1))
-    if p.probe_image is not None:
-        image = np.asarray(p.probe_image)
-        columns[0].image(image[..., 0] if image.shape[-1] == 1 else image, caption=f"probe image: {p.probe_label}",
-                         width="stretch", clamp=True)
-    if not names:
-        columns[1].caption("Feature maps appear once the network is built.")
-    for column, name in zip(columns[1:], names):
-        grid = feature_grid(p.probe_maps[name], max_maps=16, columns=8, tile=32)
-        if grid.size:
-            shown = min(np.shape(p.probe_maps[name])[-1], 16)
-            when = "before training" if p.probe_epoch == 0 else f"after epoch {p.probe_epoch}"
-            column.image(grid, caption=f"{name}: {shown} feature maps {when}", width="stretch")
-
-
 def result_panel(job: JobInfo) -> None:
     """Test accuracy and the other numbers of a finished job."""
     if job.result is None:
@@ -185,9 +171,9 @@ def result_panel(job: JobInfo) -> None:
     columns[2].metric("Training time", format_duration(summary.train_seconds))
     columns[3].metric("Parameters", f"{summary.params:,}")
     if job.result.save_error:
-        st.warning(job.result.save_error, icon=":material/warning:")
+        st.warning(escape_markdown(job.result.save_error), icon=":material/warning:")
     elif job.result.message:
-        st.info(job.result.message)
+        st.info(escape_markdown(job.result.message))
 
 
 def await_first_point(job: JobInfo | None) -> bool:
@@ -220,30 +206,35 @@ def shown_state(job: JobInfo | None) -> tuple[str, str] | None:
     return job.job_id, "running" if job.state == "starting" else job.state
 
 
-def live_body(on_final: Any) -> None:
+def live_body(on_final: Any, setting: NetworkSetting) -> None:
     """Everything that changes while a job trains (run inside a fragment).
 
     Args:
         on_final: called with the JobInfo when the job has just ended; it
             makes the run the session's current model.
+        setting: the network the page shows (from its last full run).
     """
+    if network_panel.follow_edit() and not st.session_state.get(FULL_RUN_KEY):
+        st.rerun()  # a + or − button changed the network: the sidebar, the URL and the layer table follow
     owner = session_id()
     job_manager().heartbeat(owner)
     job = sync()
     p = progress()
     status = st.empty()
-    status.markdown(f"**{status_text(job, p)}**")  # the click's acknowledgement, sent at once
+    status.markdown(f"**{escape_markdown(status_text(job, p))}**")  # the click's acknowledgement, sent at once
     if await_first_point(job):  # ... then, right after Train, the untrained model's point on the curves
         job = sync()
-        status.markdown(f"**{status_text(job, p)}**")
+        status.markdown(f"**{escape_markdown(status_text(job, p))}**")
     if job is not None and job.active and p.epochs:
         st.progress(p.fraction_done)
+    setting = replace(setting, active=job is not None and job.active)
+    shown = network_panel.network_section(p, setting)
     metrics_row(job, p)
     if job is not None and job.state == "queued" and not p.epoch_rows:
-        st.caption("The curves and feature maps appear here when training starts.")
+        st.caption("The curves appear here when training starts.")
     else:  # a queued continuation keeps showing the curves it continues
         curves(p)
-        feature_maps(p)
+    network_panel.views_panel(p, setting, shown)
     if job is None or st.session_state.get(FULL_RUN_KEY):
         return  # the whole page is being drawn for the job as it is now
     if not job.active and st.session_state.get(SEEN_FINAL_KEY) != job.job_id:
@@ -273,11 +264,11 @@ def refresh_seconds(job: JobInfo | None) -> float | None:
     return STARTING_REFRESH_SECONDS if starting else LIVE_REFRESH_SECONDS
 
 
-def live_panel(job: JobInfo | None, on_final: Any) -> None:
+def live_panel(job: JobInfo | None, on_final: Any, setting: NetworkSetting) -> None:
     """`live_body` in a fragment that refreshes as `refresh_seconds(job)` says."""
     st.session_state[FULL_RUN_KEY] = True
     st.session_state[REFRESH_KEY] = refresh_seconds(job)
     try:
-        st.fragment(run_every=st.session_state[REFRESH_KEY])(live_body)(on_final)
+        st.fragment(run_every=st.session_state[REFRESH_KEY])(live_body)(on_final, setting)
     finally:
         st.session_state[FULL_RUN_KEY] = False

@@ -2,10 +2,13 @@
 
 Layout: the sidebar holds the preset picker and the controls (data,
 preprocessing & augmentation, architecture, training); the main area holds the
-transport buttons (Train, Pause, Step, Reset, Stop), the live view and the
-network's layer table, which follows the sliders before any training.
+transport buttons (Train, Pause, Step, Reset, Stop), the probe image picker,
+the live view with the network diagram at its centre (drawn before training,
+live while it trains, edited with its + and − buttons), and the network's
+layer table, which follows the sliders before any training.
 
 The configuration is mirrored into the URL, so a copied link reproduces it.
+Text from people (link values, dataset names in messages) is shown as plain text.
 """
 
 from __future__ import annotations
@@ -15,17 +18,22 @@ from typing import Any
 
 import streamlit as st
 
-from playground.data.catalog import BUILT_IN, CATALOG, is_named_dataset
+from playground.data.catalog import BUILT_IN, CATALOG, data_key, is_named_dataset
 from playground.model import cost
 from playground.settings import get_settings
 from playground.spec.experiment import DataSpec, ExperimentSpec, TrainSpec, field_names
 from playground.spec.url import read_url, url_params
 from playground.spec.validation import Problem, check
+from playground.training.events import ProbeImage
 from playground.training.jobs import JobError, JobInfo
 from playground.training.progress import RunProgress
 from playground.ui import controls, home, live
 from playground.ui.flash import flash, show_flash
+from playground.ui.network_panel import NetworkSetting
+from playground.ui.plain_text import escape_markdown
+from playground.ui.probe_picker import probe_picker, probe_source
 from playground.ui.session import (
+    client_address,
     job_manager,
     rate_calibration,
     session_id,
@@ -37,6 +45,7 @@ INIT_KEY = "pg_initialised"
 URL_MESSAGES_KEY = "pg_url_messages"
 RUN_SPEC_KEY = "pg_run_spec"  # spec of the current model (for Train to continue it)
 URL_WRITTEN_KEY = "pg_url_written"  # the query parameters this page wrote last
+PROBE_SENT_KEY = "pg_probe_sent"  # (job id, ProbeImage) last sent to a running job
 
 
 # ------------------------------------------------------------------ data
@@ -123,7 +132,8 @@ def _start(step: bool) -> None:
     run_id = st.session_state.get("pg_run_id")
     continue_from = run_id if run_id and same_model(st.session_state.get(RUN_SPEC_KEY), spec) else None
     try:
-        job_id = job_manager().submit(session_id(), spec, continue_from=continue_from, step=step)
+        job_id = job_manager().submit(session_id(), spec, continue_from=continue_from, step=step,
+                                      client=client_address())
     except JobError as exc:
         flash(FLASH_PAGE, str(exc), "error")
         return
@@ -227,7 +237,7 @@ def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None
     columns[4].button("Stop", key="pg_stop", on_click=on_stop, width="stretch",
                       disabled=not active or state == "stopping", help="End training now and keep the model so far.")
     if blocked:
-        st.error(f"Train is disabled: {blocked}", icon=":material/block:")
+        st.error(f"Train is disabled: {escape_markdown(blocked)}", icon=":material/block:")
     elif not active:
         if st.session_state.get("pg_run_id") and not same_model(st.session_state.get(RUN_SPEC_KEY), spec):
             st.caption("The settings changed the network or its data, so Train starts a new model; the last one stays saved.")
@@ -298,7 +308,7 @@ def dataset_notice(spec: ExperimentSpec, job: JobInfo | None, data_error: str) -
     if not message:
         return
     with st.container(border=True):
-        st.warning(message, icon=":material/cloud_off:")
+        st.warning(escape_markdown(message), icon=":material/cloud_off:")
         columns = st.columns(len(BUILT_IN) + 1)
         for column, built_in in zip(columns, BUILT_IN):
             column.button(f"Use {CATALOG[built_in].title}", key=f"pg_switch_{built_in}",
@@ -359,7 +369,7 @@ def render() -> None:
     st.caption("Move the sliders, press Train, and watch a real convolutional network learn on this machine.")
     messages = st.session_state.get(URL_MESSAGES_KEY) or []
     if messages:
-        st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {m}" for m in messages),
+        st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {escape_markdown(m)}" for m in messages),
                    icon=":material/link_off:")
     show_flash(FLASH_PAGE)
 
@@ -370,18 +380,47 @@ def render() -> None:
     problems = problems + check(spec, input_shape)
     unplaced = slots.show(problems)
     for problem in unplaced:
-        st.error(problem.message, icon=":material/error:")
+        st.error(escape_markdown(problem.message), icon=":material/error:")
     dataset_notice(spec, job, data_error)
     estimate_slot = transport(spec, problems, job)
     if (job is None or not job.active) and not data_error:
         job_manager().prepare(spec)  # an idle worker loads the data now, so Train need not wait for it
 
+    probe = probe_picker(spec, input_shape)
+    send_probe(job, spec, probe)
+    live.live_panel(job, on_final, network_setting(spec, input_shape, num_classes, not problems, probe, job))
     main, side = st.columns([3, 2], gap="medium")
     with main:
-        live.live_panel(job, on_final)
         if job is not None and job.state == "done":
             live.result_panel(job)
             other_pages()
     with side:
         layer_table_view(spec, input_shape, num_classes, classroom)
     epoch_estimate(estimate_slot, spec, input_shape, num_classes)
+
+
+def network_setting(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None, num_classes: int | None,
+                    buildable: bool, probe: ProbeImage | None, job: JobInfo | None) -> NetworkSetting:
+    """What the network diagram needs to know from this run of the page."""
+    source = probe_source(spec) if input_shape is not None else None
+    run_id = st.session_state.get("pg_run_id")
+    return NetworkSetting(
+        spec=spec, input_shape=input_shape, num_classes=num_classes,
+        buildable=buildable and input_shape is not None and num_classes is not None, probe=probe,
+        class_names=source.class_names if source is not None else (), active=job is not None and job.active,
+        run_id=run_id if run_id and same_model(st.session_state.get(RUN_SPEC_KEY), spec) else None,
+    )
+
+
+def send_probe(job: JobInfo | None, spec: ExperimentSpec, probe: ProbeImage | None) -> None:
+    """Give a job in progress the probe image just picked (once per job and image; only for the job's own data)."""
+    if job is None or not job.active or probe is None or data_key(job.spec) != data_key(spec):
+        return
+    sent = st.session_state.get(PROBE_SENT_KEY)
+    if sent is not None and sent[0] == job.job_id and sent[1] is probe:
+        return
+    try:
+        job_manager().set_probe(session_id(), job.job_id, probe)
+    except JobError:
+        return
+    st.session_state[PROBE_SENT_KEY] = (job.job_id, probe)
