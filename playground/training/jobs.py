@@ -640,9 +640,12 @@ class JobManager:
             self._changed.notify_all()
 
     def _append_event(self, job: _Job, event: events.JobEvent) -> None:
-        if isinstance(event, events.Probe):
-            # Only the newest feature maps matter to a page that has not looked for a while.
-            job.events = [e for e in job.events if not isinstance(e, events.Probe)]
+        if isinstance(event, (events.Probe, events.Network)):
+            # Only the newest feature maps and live diagram matter to a page that has not looked for a while;
+            # a diagram at an epoch's end (whole epoch) is kept for the replay.
+            job.events = [e for e in job.events if not (
+                isinstance(e, events.Probe) and isinstance(event, events.Probe)
+                or isinstance(e, events.Network) and isinstance(event, events.Network) and e.epoch != int(e.epoch))]
         job.events.append(event)
         if len(job.events) > _MAX_UNDRAINED_EVENTS:
             half = len(job.events) // 2
