@@ -48,6 +48,10 @@ def run_until(at: AppTest, done, timeout: float = TRAIN_TIMEOUT) -> AppTest:
     raise AssertionError(f"Timed out; the page says: {texts(at.markdown)}")
 
 
+def image_captions(at: AppTest) -> list[str]:
+    return [str(image.proto.imgs[0].caption) for image in at.get("image")]
+
+
 def metric(at: AppTest, label: str) -> str | None:
     return next((m.value for m in at.metric if m.label == label), None)
 
@@ -248,6 +252,17 @@ def test_train_through_the_widgets_continue_and_reset():
     run_id = at.session_state["pg_run_id"]
     record = RunStore().load(run_id)
     assert record.owner == at.session_state["pg_owner"] and record.spec.arch.filters == (4, 8)
+    # The living network after training: replayed epoch by epoch, its weights, and one map closer.
+    assert at.select_slider(key="pg_replay").options == ["before training", "epoch 1", "epoch 2"]
+    assert any("The network after epoch 2" in c for c in image_captions(at))
+    at.select_slider(key="pg_replay").set_value(1).run()
+    assert any("The network after epoch 1" in c for c in image_captions(at))
+    assert any(c.startswith(tuple(f"{n} of " for n in range(101))) and "right after epoch 1" in c for c in image_captions(at))
+    at.button_group(key="pg_view").set_value("weights").run()
+    assert not at.exception and any("brighter" in c.value for c in at.caption)
+    at.button_group(key="pg_view").set_value("closer").run()
+    assert {"Mean", "Max", "Zeros"} <= {m.label for m in at.metric} and at.selectbox(key="pg_closer_block").value == "block1"
+    at.button_group(key="pg_view").set_value("decision").run()
 
     # Train again with only a training setting changed: the same model continues.
     at.select_slider(key="pg_learning_rate").set_value(0.0005).run()

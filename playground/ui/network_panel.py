@@ -39,7 +39,7 @@ from playground.training.progress import RunProgress
 from playground.ui import controls
 from playground.ui.flash import flash, show_flash
 from playground.ui.network_diagram import (
-    GAP, draw_filter, draw_mosaic, draw_network, enlarge_map, mosaic_tiles, network_layout,
+    draw_filter, draw_mosaic, draw_network, enlarge_map, mosaic_tiles, network_layout,
 )
 from playground.ui.plain_text import escape_markdown
 
@@ -215,8 +215,8 @@ def edit_buttons(setting: NetworkSetting, layout: tuple[int, int, list[Any]] | N
     if layout is not None:
         width, _, boxes = layout
         slots = [(box.kind, box.name) for box in boxes]
-        weights = [box.width + (GAP if i + 1 < len(boxes) else 0) for i, box in enumerate(boxes)]
-        weights[-1] += max(width - sum(weights), 0)
+        # Each column of buttons spans its diagram column and the arrow after it.
+        weights = [right.left - left.left for left, right in zip(boxes, boxes[1:])] + [boxes[-1].width]
     else:
         slots = ([("input", "input")] + [("conv", f"block{b + 1}") for b in range(spec.arch.conv_blocks)]
                  + [("dense", f"dense{d + 1}") for d in range(len(spec.arch.dense_units))] + [("output", "output")])
@@ -317,12 +317,15 @@ def views_panel(p: RunProgress, setting: NetworkSetting, shown: Shown | None) ->
     view = st.segmented_control("Look at", list(VIEWS), format_func=VIEWS.get, default="decision", required=True,
                                 key=VIEW_KEY, label_visibility="collapsed")
     names = (p.decision_set.class_names if p.decision_set is not None else ()) or setting.class_names
+    epoch = shown.epoch if shown is not None else None
+    # Under the untrained network of new settings, the last model's pictures are not its own.
+    own = p if epoch is not None or setting.active else RunProgress()
     if view == "weights":
-        weights_view(p, shown.epoch if shown is not None else None)
+        weights_view(own, epoch)
     elif view == "closer":
-        closer_view(p, setting, shown)
+        closer_view(own, setting, shown)
     else:
-        decision_view(p, shown.epoch if shown is not None else None, names)
+        decision_view(own, epoch, names)
 
 
 def decision_view(p: RunProgress, epoch: int | None, class_names: tuple[str, ...]) -> None:
