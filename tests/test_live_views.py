@@ -8,22 +8,16 @@ import time
 
 import numpy as np
 import pytest
+from tiny_runs import small_spec
 
 from playground.analysis.network_view import decision_sample
 from playground.data import datasets
 from playground.model.table import layer_table
-from playground.spec.presets import preset_spec
 from playground.training import callbacks, events
 from playground.training import loop as training
 from playground.training.jobs import JobManager
 
 TIMEOUT = 180
-
-
-def small_spec(**changes):
-    values = dict(sample_size=400, validation_split=0.2, filters="4,8", dense_units="16", batch_size=32, epochs=2)
-    values.update(changes)
-    return preset_spec("default", "shapes").with_values(**values)
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,12 @@ import time
 
 import numpy as np
 import pytest
+from tiny_runs import small_spec
 
 from playground.data import datasets
 from playground.training import callbacks, events
 from playground.training import loop as training
 from playground.spec.experiment import SpecError
-from playground.spec.presets import preset_spec
-
-
-def small_spec(**changes):
-    """The default preset on shapes, shrunk to train in about a second."""
-    values = dict(sample_size=400, validation_split=0.2, filters="4,8", dense_units="16", batch_size=32, epochs=2)
-    values.update(changes)
-    return preset_spec("default", "shapes").with_values(**values)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import functools
 from playground.data import datasets
 from playground.training import loop as training
 from playground.spec.experiment import ExperimentSpec
+from playground.spec.presets import preset_spec
 
 # 200 shapes images, two small conv blocks, 2 epochs: a few seconds on a CPU.
 TINY = dict(sample_size=200, filters="4,8", dense_units="16", epochs=2, batch_size=32)
@@ -21,3 +22,10 @@ def trained(dataset: str = "shapes", epochs: int = 2):
     spec = ExperimentSpec().with_values(dataset=dataset, **{**TINY, "epochs": epochs})
     data = datasets.load_for_spec(spec)
     return spec, data, training.train(spec, data)
+
+
+def small_spec(**changes):
+    """The default preset on shapes, shrunk to train in about a second."""
+    values = dict(sample_size=400, validation_split=0.2, filters="4,8", dense_units="16", batch_size=32, epochs=2)
+    values.update(changes)
+    return preset_spec("default", "shapes").with_values(**values)
