@@ -140,8 +140,8 @@ def evaluate_run(record: RunRecord, dataset: Dataset, *, store: RunStore | None 
     Args:
         record: the run (its folder holds the weights).
         dataset: test data with the run's input shape and classes.
-        store: the RunStore that loads the model (default: a new RunStore(); its
-            `load_model` builds under `network.BUILD_LOCK`).
+        store: the RunStore that loads the model (default: the store of the folder
+            holding the run; its `load_model` builds under `network.BUILD_LOCK`).
 
     Returns:
         The Evaluation. A folder that cannot be written is not an error: the
@@ -162,7 +162,7 @@ def evaluate_run(record: RunRecord, dataset: Dataset, *, store: RunStore | None 
     if store is None:
         from playground.runs.store import RunStore
 
-        store = RunStore()
+        store = RunStore(Path(record.path).parent)
     model = store.load_model(record.run_id)
     evaluation = evaluate_model(model, dataset.x_test, dataset.y_test)
     _write_cache(path, stamp, evaluation)
