@@ -20,7 +20,7 @@ class Settings:
     runs_dir: Path  # where runs are saved (PLAYGROUND_RUNS_DIR, default ./runs)
     data_dir: Path  # local dataset copies and extracted uploads (PLAYGROUND_DATA_DIR, default ./data)
     mirror_url: str  # base URL of a dataset mirror for offline classrooms (PLAYGROUND_MIRROR_URL, "" = the official sources)
-    max_concurrent_runs: int  # runs that train at once server-wide (PLAYGROUND_MAX_CONCURRENT, default: half the cores, at least 1)
+    max_concurrent_runs: int  # runs that train at once server-wide (PLAYGROUND_MAX_CONCURRENT; 0 = auto: half the cores, or a Ray cluster's CPUs / cpus_per_run)
     session_grace_seconds: float  # a run whose browser session is gone is cancelled after this (PLAYGROUND_SESSION_GRACE, default 120)
     max_upload_mb: int  # largest upload accepted (PLAYGROUND_MAX_UPLOAD_MB, default 200)
     max_dataset_mb: int = 1024  # decoded images of one dataset file, folder or upload, as uint8 (PLAYGROUND_MAX_DATASET_MB)
@@ -36,6 +36,13 @@ class Settings:
     jobs_per_client: int = 1
     runs_per_session: int = 100  # saved runs one browser session may keep before training a new model (PLAYGROUND_RUNS_PER_SESSION)
     runs_total_mb: int = 20_000  # all run folders together; no training starts beyond it (PLAYGROUND_RUNS_TOTAL_MB)
+    # Where runs train: "ray" (an embedded local Ray instance, or the cluster at ray_address) or "processes"
+    # (worker processes of the web server, no Ray) (PLAYGROUND_ENGINE).
+    engine: str = "ray"
+    ray_address: str = ""  # a Ray cluster to join, host:port (PLAYGROUND_RAY_ADDRESS, "" = an embedded local instance)
+    cpus_per_run: int = 0  # CPUs one training run takes on a Ray node (PLAYGROUND_CPUS_PER_RUN, 0 = cores / max_concurrent here)
+    # The most a run may cost: its estimated training time at this server's measured speed (PLAYGROUND_RUN_BUDGET_MINUTES).
+    run_budget_minutes: float = 10.0
 
     @property
     def uploads_dir(self) -> Path:
@@ -80,12 +87,11 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 def get_settings() -> Settings:
     """The settings from the environment (read on each call, so tests can change them)."""
-    cores = os.cpu_count() or 1
     return Settings(
         runs_dir=Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")).expanduser(),
         data_dir=Path(os.environ.get("PLAYGROUND_DATA_DIR", "data")).expanduser(),
         mirror_url=os.environ.get("PLAYGROUND_MIRROR_URL", "").rstrip("/"),
-        max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", max(1, cores // 2)),
+        max_concurrent_runs=_int_env("PLAYGROUND_MAX_CONCURRENT", 0, minimum=0),
         session_grace_seconds=_float_env("PLAYGROUND_SESSION_GRACE", 120.0),
         max_upload_mb=_int_env("PLAYGROUND_MAX_UPLOAD_MB", 200),
         max_dataset_mb=_int_env("PLAYGROUND_MAX_DATASET_MB", 1024),
@@ -98,4 +104,19 @@ def get_settings() -> Settings:
         jobs_per_client=_int_env("PLAYGROUND_JOBS_PER_CLIENT", 1),
         runs_per_session=_int_env("PLAYGROUND_RUNS_PER_SESSION", 100),
         runs_total_mb=_int_env("PLAYGROUND_RUNS_TOTAL_MB", 20_000),
+        engine=_engine(os.environ.get("PLAYGROUND_ENGINE", "")),
+        ray_address=os.environ.get("PLAYGROUND_RAY_ADDRESS", "").strip(),
+        cpus_per_run=_int_env("PLAYGROUND_CPUS_PER_RUN", 0, minimum=0),
+        run_budget_minutes=_float_env("PLAYGROUND_RUN_BUDGET_MINUTES", 10.0),
     )
+
+
+ENGINES = ("ray", "processes")
+
+
+def _engine(text: str) -> str:
+    """The training engine named by PLAYGROUND_ENGINE ("" = "ray"); a misspelt name fails loudly at start."""
+    name = text.strip().lower() or "ray"
+    if name not in ENGINES:
+        raise ValueError(f"PLAYGROUND_ENGINE must be one of {', '.join(ENGINES)}. Received: {text!r}")
+    return name

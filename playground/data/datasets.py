@@ -83,7 +83,7 @@ def load_dataset(name_or_path: str, *, shapes_noise: float = 0.2, seed: int = 0)
         return _cached(("digits",), builtin_datasets.load_digits)
     if name_or_path in dataset_sources.NAMED_SOURCES:
         return _cached((name_or_path,), lambda: dataset_sources.load_named(name_or_path))
-    path = Path(name_or_path).expanduser().resolve()
+    path = _copies.get(name_or_path) or Path(name_or_path).expanduser().resolve()
     try:
         info = path.stat()
     except OSError:
@@ -205,6 +205,20 @@ def _content_layout(images: np.ndarray) -> tuple[float, bool]:
     mass_offset = np.hypot(mass_y - centre_y, mass_x - centre_x)
     box_offset = np.hypot((first_row + last_row) / 2 - centre_y, (first_col + last_col) / 2 - centre_x)
     return round(float(np.median(fill)), 2), bool(np.median(mass_offset) < np.median(box_offset))
+
+
+# Dataset paths named by specs -> where this process keeps a copy of the file (a Ray node away from the app).
+_copies: dict[str, Path] = {}
+
+
+def use_copy(name_or_path: str, copy: Path) -> None:
+    """Read the dataset file `name_or_path` names from `copy` from now on (its copy on this machine).
+
+    Args:
+        name_or_path: the path as a spec names it.
+        copy: the same file's bytes stored on this machine, under the same file name.
+    """
+    _copies[name_or_path] = Path(copy)
 
 
 def clear_cache() -> None:

@@ -166,6 +166,58 @@ class RunStore:
             ) from None
         return self.load(run_id)
 
+    def read_files(self, run_id: str) -> dict[str, bytes]:
+        """Every file of a run's folder, to send it to a machine that does not share this disk.
+
+        Args:
+            run_id: the run.
+
+        Returns:
+            {path inside the folder, "/"-separated: contents}.
+
+        Raises:
+            RunStoreError: no such run, or it cannot be read.
+        """
+        path = self._path(run_id)
+        try:
+            return {f.relative_to(path).as_posix(): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+        except OSError as exc:
+            raise RunStoreError(f"Cannot read run {run_id} ({exc.strerror or exc}).") from None
+
+    def write_files(self, run_id: str, files: dict[str, bytes]) -> RunRecord:
+        """Write a run's folder from its files (`read_files` elsewhere), replacing an earlier one whole.
+
+        Args:
+            run_id: the run.
+            files: {path inside the folder, "/"-separated: contents}; paths must stay inside it.
+
+        Returns:
+            The written run.
+
+        Raises:
+            RunStoreError: a path outside the folder, or the folder cannot be written.
+        """
+        final = self._path(run_id)
+        temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(2)}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            temp.mkdir()
+            for name, data in sorted(files.items(), key=lambda item: item[0] == "meta.json"):  # meta.json last
+                target = temp.joinpath(*name.split("/"))
+                if name.startswith("/") or ".." in name.split("/") or not target.resolve().is_relative_to(temp.resolve()):
+                    raise RunStoreError(f"A run file may not leave its folder. Received: {name!r}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            _move_into_place(temp, final)
+        except OSError as exc:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise RunStoreError(f"Cannot save the run in {self.root} ({exc.strerror or exc}); choose a writable runs "
+                                f"folder (PLAYGROUND_RUNS_DIR) with free space.") from None
+        except RunStoreError:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return self.load(run_id)
+
     def rename(self, run_id: str, name: str) -> RunRecord:
         """Give a run a new name; returns the updated record."""
         record = self._readable(run_id)

@@ -262,6 +262,9 @@ class Ready:
     """The worker has imported TensorFlow and takes jobs."""
 
     pid: int  # its process id
+    where: str = ""  # where it trains, for people: "this machine, CPU" or "node 1a2b3c4d (lab-pc-3), 1 GPU"
+    node_id: str = ""  # the Ray node it runs on; "" = a process of the app
+    shares_disk: bool = True  # it reads and writes the app's runs and data folders (else files travel in messages)
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,19 @@ class FromJob:
     event: JobEvent
 
 
-WorkerMessage = Ready | Prepared | FromJob
+@dataclass(frozen=True, eq=False)
+class RunFolder:
+    """The files of a run a worker saved, for an app that does not share the worker's disk (a Ray node).
+
+    Sent before the Checkpoint, Done or Failed event that names the run; the app
+    writes them as the run's folder, replacing an earlier save of it.
+    """
+
+    run_id: str  # the run
+    files: dict[str, bytes]  # path inside the run folder ("/"-separated) -> contents
+
+
+WorkerMessage = Ready | Prepared | FromJob | RunFolder
 
 
 # ---------------------------------------------------------------------------
@@ -295,6 +310,10 @@ class RunJob:
     env: dict[str, str]  # the app's PLAYGROUND_* settings at submit time (runs and data folders)
     continue_from: str | None  # a run whose saved model trains `spec`'s epochs more; None = a new model
     step: bool  # pause after the first epoch (the Step button on a fresh model)
+    # For a worker that does not share the app's disk (a Ray node): the continued run's folder
+    # (path inside it -> contents), and the dataset file the spec names when it is not a named dataset.
+    run_files: dict[str, bytes] | None = None
+    dataset_file: bytes | None = None
 
 
 ControlAction = Literal["pause", "resume", "step", "stop", "discard"]

@@ -109,6 +109,7 @@ class JobInfo:
     checkpoint_epoch: int = 0  # the last epoch the worker saved as the job's run while training; 0 = none
     worker_ready: bool = False  # its worker has TensorFlow imported (a fresh worker takes seconds to get there)
     stop_note: str = ""  # why the manager stopped the job on its own (left paused too long); "" when it did not
+    where: str = ""  # where it trains, e.g. "this machine, CPU" or "node 1a2b3c4d (lab-pc-3), 1 GPU"; "" until known
 
     @property
     def active(self) -> bool:
@@ -135,6 +136,7 @@ class _Worker:
     commands: Connection  # we send
     events: Connection  # we receive
     ready: bool = False
+    where: str = ""  # where it trains, for people (from its Ready message)
     job: "_Job | None" = None
     # Data keys (see `data.catalog.data_key`) of the latest jobs and "prepare" commands sent to it, oldest
     # first: the datasets its cache probably holds, so they are not prepared again.
@@ -187,7 +189,8 @@ class JobManager:
 
     Args:
         max_concurrent: jobs that train at once (= warm workers); default
-            `settings.max_concurrent_runs`.
+            `settings.max_concurrent_runs`, else half the cores here, or with a Ray
+            cluster its CPUs divided by `settings.cpus_per_run`.
         grace_seconds: a job whose owner sent no heartbeat for this long is
             cancelled; default `settings.session_grace_seconds`.
         threads: TensorFlow threads per worker; default all cores when one
@@ -197,13 +200,20 @@ class JobManager:
     """
 
     def __init__(self, max_concurrent: int | None = None, grace_seconds: float | None = None, *,
-                 threads: int | None = None, pause_timeout: float | None = None):
+                 threads: int | None = None, pause_timeout: float | None = None, engine: str | None = None):
         settings = get_settings()
-        self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs)
+        self.engine = engine or settings.engine
         self.grace_seconds = settings.session_grace_seconds if grace_seconds is None else float(grace_seconds)
         self.pause_timeout = settings.pause_timeout_seconds if pause_timeout is None else float(pause_timeout)
         cores = os.cpu_count() or 1
+        if self.engine == "ray":
+            from playground.training import ray_engine
+
+            ray_engine.connect(settings.ray_address)
+        self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs or self._auto_slots(cores))
         self._threads = threads if threads is not None else (0 if self.max_concurrent == 1 else max(1, cores // self.max_concurrent))
+        # CPUs one Ray actor reserves: as many as a worker process here would use.
+        self._cpus_per_run = settings.cpus_per_run or max(1, cores // self.max_concurrent)
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -414,7 +424,7 @@ class JobManager:
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (for the server log and tests)."""
         with self._lock:
-            return [w.process.pid for w in self._workers]
+            return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every job and worker; safe to call more than once."""
@@ -473,6 +483,7 @@ class JobManager:
             checkpoint_epoch=job.checkpoint_epoch,
             worker_ready=bool(job.worker and job.worker.ready),
             stop_note=job.stop_note,
+            where=job.worker.where if job.worker else "",
         )
 
     def _command(self, owner: str, job_id: str, command: events.ControlAction) -> None:
@@ -522,8 +533,24 @@ class JobManager:
         w.preparing = True
         self._send(w, command)
 
+    def _auto_slots(self, cores: int) -> int:
+        """Jobs at once when no setting says: half the cores here, or what a joined Ray cluster's CPUs hold."""
+        settings = get_settings()
+        if self.engine == "ray" and settings.ray_address:
+            from playground.training import ray_engine
+
+            cpus, _ = ray_engine.cluster_cpus()
+            return max(1, int(cpus // (settings.cpus_per_run or 1)))
+        return max(1, cores // 2)
+
     def _start_worker(self) -> None:
         # Caller holds the lock (or is the constructor).
+        if self.engine == "ray":
+            from playground.training import ray_engine
+
+            w = ray_engine.RayWorker(self._threads, num_cpus=self._cpus_per_run)
+            self._workers.append(_Worker(process=w.process, commands=w.commands, events=w.events))
+            return
         command_reader, command_writer = self._context.Pipe(duplex=False)
         event_reader, event_writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
@@ -594,7 +621,7 @@ class JobManager:
     def _on_event(self, w: _Worker, message: events.WorkerMessage) -> None:
         with self._lock:
             if isinstance(message, events.Ready):
-                w.ready = True
+                w.ready, w.where = True, message.where
                 self._failed_starts = 0
                 return
             if isinstance(message, events.Prepared):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -30,7 +31,8 @@ import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from playground.training import events
 
@@ -53,9 +55,13 @@ def kept_epoch_note(epoch: int) -> str:
 
 
 class Outbox:
-    """Thread-safe sender of events to the manager (training and control threads both send)."""
+    """Thread-safe sender of events to the manager (training and control threads both send).
 
-    def __init__(self, connection: Connection):
+    Args:
+        connection: the event pipe, or anything with its `send(message)` (a Ray actor's event buffer).
+    """
+
+    def __init__(self, connection: Connection | Any):
         self._connection = connection
         self._lock = threading.Lock()
 
@@ -191,15 +197,30 @@ def main(commands: Connection, event_pipe: Connection, threads: int = 0) -> None
     """
     # Ctrl+C in the terminal reaches the whole process group; the app decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    outbox = Outbox(event_pipe)
+    parent = os.getppid()
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    work = start(threads)
+    threading.Thread(target=_read_commands, args=(commands, work, outbox), name="commands", daemon=True).start()
+    outbox.send(events.Ready(pid=os.getpid(), where="this machine, " + device_words()))
+    serve(work, outbox)
+    os._exit(0)
+
+
+def start(threads: int) -> WorkQueue:
+    """Make this process a worker: low CPU priority, the training stack imported, thread pools fixed.
+
+    Args:
+        threads: TensorFlow intra/inter-op threads; 0 = every core this process may use.
+
+    Returns:
+        The empty WorkQueue that `serve` works through.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Training takes every core it is given; a lower CPU priority lets the web server
     # answer pages and slider moves at once while it trains, at little cost to training
     # (the server is idle most of the time).
     _lower_priority(WORKER_NICENESS)
-    outbox = Outbox(event_pipe)
-    parent = os.getppid()
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
-
     # The training stack, imported now so the first job starts at once; thread pools are
     # fixed before TensorFlow runs its first op.
     from playground.data import datasets  # noqa: F401
@@ -207,19 +228,35 @@ def main(commands: Connection, event_pipe: Connection, threads: int = 0) -> None
     from playground.training import loop as training  # noqa: F401
 
     training.configure_threads(threads or None, threads or None)
+    return WorkQueue()
 
-    work = WorkQueue()
-    threading.Thread(target=_read_commands, args=(commands, work, outbox), name="commands", daemon=True).start()
-    outbox.send(events.Ready(pid=os.getpid()))
+
+def serve(work: WorkQueue, outbox: Outbox, *, own_runs_dir: Path | None = None) -> None:
+    """Carry out the jobs and prepares of `work` until it is closed.
+
+    Args:
+        work: filled by `handle_command`.
+        outbox: where events go.
+        own_runs_dir: a runs folder of this machine, for a worker that does not share the
+            app's disk: runs are saved there and each save is sent as a RunFolder message.
+            None = save into the app's runs folder.
+    """
     while (item := work.take()) is not None:
         if isinstance(item, events.PrepareData):
             prepare_data(item)
             outbox.send(events.Prepared())
             continue
         job, control = item
-        run_job(job, control, outbox)
+        run_job(job, control, outbox, own_runs_dir=own_runs_dir)
         gc.collect()
-    os._exit(0)
+
+
+def device_words() -> str:
+    """What this process trains on, for people: "CPU" or "1 GPU" (TensorFlow's visible devices)."""
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return f"{gpus} GPU" if gpus else "CPU"
 
 
 def _lower_priority(increment: int) -> None:
@@ -246,22 +283,40 @@ def _read_commands(commands: Connection, work: WorkQueue, outbox: Outbox) -> Non
             command: events.Command = commands.recv()
         except (EOFError, OSError):
             os._exit(0)  # the app closed the pipe or died: never leave an orphan behind
-        match command:
-            case events.RunJob():
-                control = Control(command.job_id, outbox, step=command.step)
-                controls = {command.job_id: control}  # one job at a time; older controls are done
-                work.add_job(command, control)
-            case events.PrepareData():
-                work.add_prepare(command)
-            case events.Shutdown():
-                for control in controls.values():
-                    control.apply("discard")
-                work.close()
-                return
-            case events.ControlJob() if command.job_id in controls:
-                controls[command.job_id].apply(command.action)
-            case events.SetProbe() if command.job_id in controls:
-                controls[command.job_id].set_probe(command.probe)
+        if not handle_command(command, controls, work, outbox):
+            return
+
+
+def handle_command(command: events.Command, controls: dict[str, Control], work: WorkQueue, outbox: Outbox) -> bool:
+    """Act on one command from the manager.
+
+    Args:
+        command: the command.
+        controls: the running job's Control by job id (updated here).
+        work: the worker's queue.
+        outbox: where the job's events go.
+
+    Returns:
+        False after Shutdown (the running job is discarded and `work` closed), else True.
+    """
+    match command:
+        case events.RunJob():
+            control = Control(command.job_id, outbox, step=command.step)
+            controls.clear()  # one job at a time; older controls are done
+            controls[command.job_id] = control
+            work.add_job(command, control)
+        case events.PrepareData():
+            work.add_prepare(command)
+        case events.Shutdown():
+            for control in controls.values():
+                control.apply("discard")
+            work.close()
+            return False
+        case events.ControlJob() if command.job_id in controls:
+            controls[command.job_id].apply(command.action)
+        case events.SetProbe() if command.job_id in controls:
+            controls[command.job_id].set_probe(command.probe)
+    return True
 
 
 def _apply_job_env(command: events.RunJob | events.PrepareData) -> None:
@@ -297,28 +352,54 @@ def prepare_data(command: events.PrepareData) -> None:
         pass
 
 
-def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
+def run_job(job: events.RunJob, control: Control, outbox: Outbox, *, own_runs_dir: Path | None = None) -> None:
     """Train one job, checkpointing finished epochs, and report how it ended (Done, Failed or Stopped).
 
     Args:
         job: the RunJob command.
         control: the job's pause/step/stop state.
         outbox: where events go.
+        own_runs_dir: a runs folder of this machine when it does not share the app's disk:
+            the job's files come with the command (the continued run, an uploaded dataset),
+            its saves go there and each is sent as a RunFolder message before the event that
+            names it; the job's folders there are deleted when it ends. None = the app's folders.
     """
-    from playground.data import datasets
     from playground.runs import store as runs
+
+    _apply_job_env(job)
+    if own_runs_dir is None:
+        _train_job(job, control, outbox, runs.RunStore(), ship=None)
+        return
+    store = runs.RunStore(own_runs_dir)
+
+    def ship(run_id: str) -> None:
+        outbox.send(events.RunFolder(run_id=run_id, files=store.read_files(run_id)))
+
+    try:
+        _train_job(job, control, outbox, store, ship=ship)
+    finally:
+        for folder in own_runs_dir.iterdir() if own_runs_dir.is_dir() else ():
+            shutil.rmtree(folder, ignore_errors=True)  # what reached the app is kept there
+
+
+def _train_job(job: events.RunJob, control: Control, outbox: Outbox, store: RunStore,
+               ship: Callable[[str], None] | None) -> None:
+    """`run_job` with the job's runs folder chosen: `ship(run_id)` (when given) sends a saved run to the app."""
+    from playground.data import datasets
     from playground.training import loop as training
     from playground.spec.experiment import ExperimentSpec, SpecError
 
     def emit(event: events.JobEvent) -> None:
         outbox.send(events.FromJob(job.job_id, event))
 
-    _apply_job_env(job)
-    store = runs.RunStore()
     # A new run id even when continuing: the continued run stays as it was, whatever happens to this job.
-    checkpoint = _Checkpoint(store, job.owner, emit)
+    checkpoint = _Checkpoint(store, job.owner, emit, ship)
     try:
         spec = ExperimentSpec.from_json(job.spec)
+        if job.dataset_file is not None:
+            _keep_dataset_copy(spec.data.dataset, job.dataset_file, store.root.parent / "datasets")
+        if job.continue_from and job.run_files is not None:
+            store.write_files(job.continue_from, job.run_files)
         dataset = datasets.load_for_spec(spec)
         model, initial_epoch = None, 0
         if job.continue_from:
@@ -361,6 +442,8 @@ def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
     try:
         # Replaces the last checkpoint: one run per job.
         record = store.save(result, spec, dataset, owner=job.owner, run_id=checkpoint.run_id)
+        if ship is not None:
+            ship(record.run_id)
         run_id = record.run_id
     except Exception as exc:  # an unwritable folder must not lose the results on screen
         if checkpoint.epoch:
@@ -379,6 +462,25 @@ def run_job(job: events.RunJob, control: Control, outbox: Outbox) -> None:
     keras.backend.clear_session()
 
 
+def _keep_dataset_copy(name: str, data: bytes, folder: Path) -> None:
+    """Store the dataset file a spec names (`name`, a path on the app's machine) here, and read it from there.
+
+    Kept under its content hash, with its own file name (which names the dataset);
+    a copy already here is used as it is.
+    """
+    import hashlib
+
+    from playground.data import datasets
+
+    copy = folder / hashlib.sha256(data).hexdigest()[:32] / Path(name).name
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(copy.name + ".part")
+        partial.write_bytes(data)
+        os.replace(partial, copy)
+    datasets.use_copy(name, copy)
+
+
 class _Checkpoint:
     """Saves a job's run after finished epochs, under the run id its final save will use.
 
@@ -390,11 +492,14 @@ class _Checkpoint:
         store: the job's `runs.RunStore`.
         owner: the job's owner, stored with the run.
         emit: sends an event of this job to the manager.
+        ship: sends a saved run's files to the app (a worker away from its disk); None = shared disk.
     """
 
-    def __init__(self, store: RunStore, owner: str | None, emit: Callable[[events.JobEvent], None]):
+    def __init__(self, store: RunStore, owner: str | None, emit: Callable[[events.JobEvent], None],
+                 ship: Callable[[str], None] | None = None):
         self.store = store
         self.owner = owner
+        self._ship = ship
         self.run_id: str = store.new_run_id()
         self.epoch = 0  # the epoch whose weights the saved run holds; 0 = nothing saved
         self._emit = emit
@@ -415,6 +520,8 @@ class _Checkpoint:
         self._last_save = time.monotonic()
         try:
             self.store.save(progress, spec, dataset, owner=self.owner, run_id=self.run_id)
+            if self._ship is not None:
+                self._ship(self.run_id)
         except RunStoreError:
             return  # e.g. an unwritable folder: training goes on, and the final save reports it
         except Exception:  # a checkpoint must never end the training; the traceback goes to the server log
