@@ -83,7 +83,10 @@ def _keep_ray(address: str) -> None:
     try:
         options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
         if address:
-            ray.init(address=address, **options)
+            # The nodes of a lab need only Ray and the packages of requirements.txt: this package
+            # travels to them with the job (an embedded instance's workers import it from here).
+            package = str(Path(__file__).resolve().parent.parent)
+            ray.init(address=address, runtime_env={"py_modules": [package], "excludes": ["__pycache__"]}, **options)
         else:
             ray.init(num_cpus=os.cpu_count() or 1, **options)
     except BaseException as exc:  # reported by connect()
