@@ -219,6 +219,31 @@ def test_queue_is_fifo_with_visible_positions(manager):
     assert started == sorted(started)
 
 
+def test_the_queue_puts_a_students_second_run_behind_everyones_first(manager):
+    first = manager.submit("veteran", TINY.with_values(epochs="1"))
+    assert manager.wait("veteran", first, TIMEOUT).state == "done"
+    busy = manager.submit("busy", SLOW)  # holds the only worker
+    again = manager.submit("veteran", TINY.with_values(epochs="1"))  # their second run
+    newcomer = manager.submit("newcomer", TINY.with_values(epochs="1"))  # a first run, submitted later
+    late = manager.submit("late", TINY.with_values(epochs="1"))
+    try:
+        positions = {owner: manager.info(owner, job).queue_position
+                     for owner, job in [("veteran", again), ("newcomer", newcomer), ("late", late)]}
+        assert positions == {"newcomer": 1, "late": 2, "veteran": 3}
+    finally:
+        for owner, job in [("veteran", again), ("newcomer", newcomer), ("late", late), ("busy", busy)]:
+            manager.stop(owner, job, discard=True)
+    assert manager.wait("busy", busy, TIMEOUT).state == "stopped"
+
+
+def test_a_run_over_the_servers_budget_is_refused_before_it_queues(manager, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_RUN_BUDGET_MINUTES", "5")
+    with pytest.raises(JobError, match=r"about 6 min .* more than the 5 min one run may take here"):
+        manager.submit("big", TINY, estimated_seconds=360)
+    assert manager.jobs("big") == []
+    assert jobs.budget_problem(299, 300) == "" and jobs.budget_problem(None, 300) == ""
+
+
 def test_sessions_see_and_control_only_their_own_jobs(manager):
     job_id = manager.submit("alice", SLOW)
     try:

@@ -1,10 +1,16 @@
-"""Background training: warm worker processes, a server-wide limit, a FIFO queue, per-session jobs.
+"""Background training: warm workers, a server-wide limit, a fair-share queue, per-session jobs.
 
 Training never runs in the Streamlit script thread. One `JobManager` per
-server process (`get_manager()`) keeps `max_concurrent` worker processes
-started with the multiprocessing "spawn" context; each imports TensorFlow at
-start and waits, so a job starts within a second. Jobs beyond the limit wait
-in a first-in, first-out queue whose position their owner sees.
+server process (`get_manager()`) keeps `max_concurrent` warm workers; each
+imports TensorFlow at start and waits, so a job starts within a second. A
+worker is a Ray actor (`ray_engine.py`: an embedded local Ray instance, or the
+lab's cluster at `settings.ray_address`, where each actor reserves
+`cpus_per_run` CPUs on whichever node has them) or, with the "processes"
+engine, a process of this one started with the multiprocessing "spawn"
+context; both speak the same commands and events. Jobs beyond the limit wait
+in a queue ordered by fair share (a student's second run goes behind
+everyone's first; equal shares keep their order of arrival), whose position
+their owner sees, as they see where their job trains (`JobInfo.where`).
 
 Every job belongs to an owner (the browser session id). Every method takes the
 owner and only ever shows or changes that owner's jobs; another owner's job id
@@ -12,7 +18,8 @@ is answered exactly like an unknown one. A fair share for everyone: an owner
 has one active job at a time, a client (the browser's network address, all its
 tabs together) `settings.jobs_per_client`, and a new model is refused while the
 owner keeps `settings.runs_per_session` saved runs or all runs together take
-more than `settings.runs_total_mb`.
+more than `settings.runs_total_mb`, and a run estimated to train longer than
+`settings.run_budget_minutes` at the server's speed is refused before it queues.
 
     manager = get_manager()
     job_id = manager.submit(owner, spec, client=ip)   # queued, then starting, running ...
@@ -206,13 +213,14 @@ class JobManager:
         self.grace_seconds = settings.session_grace_seconds if grace_seconds is None else float(grace_seconds)
         self.pause_timeout = settings.pause_timeout_seconds if pause_timeout is None else float(pause_timeout)
         cores = os.cpu_count() or 1
+        self._cluster = self.engine == "ray" and bool(settings.ray_address)
         if self.engine == "ray":
             from playground.training import ray_engine
 
             ray_engine.connect(settings.ray_address)
         self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs or self._auto_slots(cores))
         self._threads = threads if threads is not None else (0 if self.max_concurrent == 1 else max(1, cores // self.max_concurrent))
-        # CPUs one Ray actor reserves: as many as a worker process here would use.
+        # CPUs one Ray actor reserves on a cluster: as many as a worker process here would use.
         self._cpus_per_run = settings.cpus_per_run or max(1, cores // self.max_concurrent)
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.RLock()
@@ -221,6 +229,7 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}
         self._queue: list[_Job] = []
         self._seen: dict[str, float] = {}  # owner -> time.monotonic() of the last heartbeat
+        self._trained: dict[str, int] = {}  # owner -> jobs of theirs that have started: their place in the queue
         self._liveness: Callable[[str], bool | None] | None = None
         self._failed_starts = 0
         self._broken = ""  # set when workers cannot start at all
@@ -233,7 +242,7 @@ class JobManager:
     # ----------------------------------------------------------------- API
 
     def submit(self, owner: str, spec: ExperimentSpec, *, continue_from: str | None = None, step: bool = False,
-               client: str | None = None) -> str:
+               client: str | None = None, estimated_seconds: float | None = None) -> str:
         """Queue a training job for `owner`.
 
         Args:
@@ -244,16 +253,21 @@ class JobManager:
             step: pause after the first epoch (the Step button on a fresh model).
             client: the browser's network address, shared by all its tabs: at most
                 `settings.jobs_per_client` active jobs per client. None = unknown (no such cap).
+            estimated_seconds: the training time the page estimated at this server's speed
+                (`model.cost`); more than `settings.run_budget_minutes` is refused. None = not estimated.
 
         Returns:
             The job id.
 
         Raises:
             JobError: one sentence, when the owner already has an active job, the client has
-                its share, the owner's saved runs or the runs folder are full, or the
-                manager is shut down.
+                its share, the run would cost more than one run may, the owner's saved runs
+                or the runs folder are full, or the manager is shut down.
         """
         settings = get_settings()
+        too_long = budget_problem(estimated_seconds, settings.run_budget_minutes * 60)
+        if too_long:
+            raise JobError(too_long)
         full = _runs_quota_problem(owner, new_model=continue_from is None)  # reads the runs folder: not under the lock
         with self._lock:
             if self.closed:
@@ -279,7 +293,7 @@ class JobManager:
                 client=client,
             )
             self._jobs[job.job_id] = job
-            self._queue.append(job)
+            self._enqueue(job)
             self._seen[owner] = time.monotonic()
             self._dispatch()
             self._forget_old(owner)
@@ -548,7 +562,9 @@ class JobManager:
         if self.engine == "ray":
             from playground.training import ray_engine
 
-            w = ray_engine.RayWorker(self._threads, num_cpus=self._cpus_per_run)
+            # On a cluster each actor reserves its CPUs, so Ray places it on a node that has them; on this
+            # machine alone `max_concurrent` shares the cores out, as it does between worker processes.
+            w = ray_engine.RayWorker(self._threads, num_cpus=self._cpus_per_run if self._cluster else 0)
             self._workers.append(_Worker(process=w.process, commands=w.commands, events=w.events))
             return
         command_reader, command_writer = self._context.Pipe(duplex=False)
@@ -567,6 +583,17 @@ class JobManager:
         event_writer.close()
         self._workers.append(_Worker(process=process, commands=command_writer, events=event_reader))
 
+    def _enqueue(self, job: _Job) -> None:
+        """Queue by fair share: behind every waiting job whose owner has started as many jobs or fewer.
+
+        So a student's second run waits behind everyone's first, and runs of owners
+        with equal shares keep their order of arrival.
+        """
+        share = self._trained.get(job.owner, 0)
+        index = next((i for i, queued in enumerate(self._queue) if self._trained.get(queued.owner, 0) > share),
+                     len(self._queue))
+        self._queue.insert(index, job)
+
     def _dispatch(self) -> None:
         # Caller holds the lock: hand queued jobs to idle workers, oldest first.
         for w in self._workers:
@@ -575,6 +602,7 @@ class JobManager:
             if w.job is None:
                 job = self._queue.pop(0)
                 w.job, job.worker = job, w
+                self._trained[job.owner] = self._trained.get(job.owner, 0) + 1
                 # The job goes first: a prepare waiting here is dropped, and so is one the worker has not begun.
                 w.next_prepare, w.preparing = None, False
                 w.remember(data_key(job.spec))
@@ -740,6 +768,7 @@ class JobManager:
             for owner, seen in list(self._seen.items()):
                 if now - seen > self.grace_seconds + 600 and owner not in owners:
                     del self._seen[owner]
+                    self._trained.pop(owner, None)
                     for job_id in [j.job_id for j in self._jobs.values() if j.owner == owner]:
                         del self._jobs[job_id]
             self._dispatch()
@@ -759,6 +788,22 @@ def duration_words(seconds: float) -> str:
 def _count(number: float, noun: str) -> str:
     """ "1 run", "3 runs", "0.5 seconds"."""
     return f"{number:g} {noun}{'' if number == 1 else 's'}"
+
+
+def budget_problem(estimated_seconds: float | None, budget_seconds: float) -> str:
+    """Why a run estimated to train `estimated_seconds` may not start on this server; "" when it may.
+
+    Args:
+        estimated_seconds: its training time at this server's measured speed; None = unknown (allowed).
+        budget_seconds: the most one run may take (`settings.run_budget_minutes`, in seconds).
+    """
+    from playground.model.cost import rough_duration
+
+    if estimated_seconds is None or estimated_seconds <= budget_seconds:
+        return ""
+    return (f"This run would train for about {rough_duration(estimated_seconds)} at this server's speed, more than "
+            f"the {rough_duration(budget_seconds)} one run may take here; use fewer epochs, fewer images, a smaller "
+            f"network or a time budget.")
 
 
 def _runs_quota_problem(owner: str, *, new_model: bool) -> str:

@@ -127,6 +127,8 @@ class TrainingActor:
     def __init__(self, threads: int, app_node: str):
         import ray
 
+        # Ray sets OpenMP's threads to the CPUs an actor reserves (1 when none): TensorFlow gets its own count.
+        os.environ["OMP_NUM_THREADS"] = str(threads or os.cpu_count() or 1)
         self._messages: list[events.WorkerMessage] = []
         self._cond = threading.Condition()
         self._outbox = worker_module.Outbox(self)
@@ -184,7 +186,8 @@ class RayWorker:
 
     Args:
         threads: TensorFlow threads in the actor (0 = every core it may use).
-        num_cpus: CPUs the actor reserves on its node (Ray places it where they are free).
+        num_cpus: CPUs the actor reserves on its node (Ray places it where they are free);
+            0 = none (on one machine, the manager's limit shares the cores out).
         num_gpus: GPUs it reserves (0 = it trains on the CPU).
     """
 

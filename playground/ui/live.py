@@ -114,7 +114,8 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
         return "Ready: press Train." if not p.epoch_rows else f"Trained {p.epoch} epoch(s): press Train to continue, Reset to start over."
     if job.state == "queued":
         return (f"Queued: position {job.queue_position} of {job.queue_length}; the server trains "
-                f"{job_manager().max_concurrent} run(s) at a time.")
+                f"{job_manager().max_concurrent} run(s) at a time, and a student's next run waits behind "
+                f"everyone's first.")
     if job.state == "starting" and not job.worker_ready:
         return "Starting: the training process is loading TensorFlow…"
     if job.state == "starting":
@@ -127,7 +128,8 @@ def status_text(job: JobInfo | None, p: RunProgress) -> str:
     if compiling(job, p):
         return "Starting: TensorFlow is compiling the network for its first batch…"
     if job.state == "running":
-        return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}."
+        where = f" (on {job.where})" if job.where else ""
+        return f"Training: epoch {min(p.epoch + 1, max(p.epochs, 1))} of {p.epochs}{where}."
     if job.state == "done" and not job.stop_note:
         reason = job.result.summary.stop_reason if job.result else "completed"
         return {"completed": "Done.", "stopped": "Stopped early; the model so far was evaluated and kept.",

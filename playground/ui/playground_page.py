@@ -25,7 +25,7 @@ from playground.spec.experiment import DataSpec, ExperimentSpec, TrainSpec, fiel
 from playground.spec.url import read_url, url_params
 from playground.spec.validation import Problem, check
 from playground.training.events import ProbeImage
-from playground.training.jobs import JobError, JobInfo
+from playground.training.jobs import JobError, JobInfo, budget_problem
 from playground.training.progress import RunProgress
 from playground.ui import controls, home, live
 from playground.ui.flash import flash, show_flash
@@ -132,8 +132,10 @@ def _start(step: bool) -> None:
     run_id = st.session_state.get("pg_run_id")
     continue_from = run_id if run_id and same_model(st.session_state.get(RUN_SPEC_KEY), spec) else None
     try:
+        input_shape, num_classes, _ = data_shape(spec)
+        estimate = training_estimate(spec, input_shape, num_classes)
         job_id = job_manager().submit(session_id(), spec, continue_from=continue_from, step=step,
-                                      client=client_address())
+                                      client=client_address(), estimated_seconds=estimate[1] if estimate else None)
     except JobError as exc:
         flash(FLASH_PAGE, str(exc), "error")
         return
@@ -245,24 +247,44 @@ def transport(spec: ExperimentSpec, problems: list[Problem], job: JobInfo | None
     return slot
 
 
+def training_estimate(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
+                      num_classes: int | None) -> tuple[float, float, int, float] | None:
+    """What Train will cost at this server's speed: (seconds per epoch, seconds in all, images per epoch, FLOPs).
+
+    The total is capped by the spec's time budget. None when the data or the network cannot be read.
+    """
+    if input_shape is None or num_classes is None:
+        return None
+    size, flops = train_size(spec), network_flops(spec, input_shape, num_classes)
+    if size is None or flops is None:
+        return None
+    images = cost.train_images(size, spec.data.sample_size, spec.data.validation_split)
+    seconds = cost.epoch_seconds(flops, images, rate_calibration().rate())
+    total = seconds * spec.train.epochs
+    if spec.train.time_budget:
+        total = min(total, spec.train.time_budget)
+    return seconds, total, images, flops
+
+
+def budget_problems(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
+                    num_classes: int | None) -> list[Problem]:
+    """The run's cost against the server's budget per run, as a problem of the epochs slider ([] when it fits)."""
+    estimate = training_estimate(spec, input_shape, num_classes)
+    message = budget_problem(estimate[1] if estimate else None, get_settings().run_budget_minutes * 60)
+    return [Problem("epochs", message)] if message else []
+
+
 def epoch_estimate(slot: Any, spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
                    num_classes: int | None) -> None:
     """What Train will cost: estimated seconds per epoch and for all epochs, in `slot` under the buttons.
 
     Drawn after the layer table, whose network it reuses, so the page does not wait for it.
     """
-    if slot is None or input_shape is None or num_classes is None:
+    estimate = training_estimate(spec, input_shape, num_classes)
+    if slot is None or estimate is None:
         return
-    size, flops = train_size(spec), network_flops(spec, input_shape, num_classes)
-    if size is None or flops is None:
-        return
-    calibration = rate_calibration()
-    images = cost.train_images(size, spec.data.sample_size, spec.data.validation_split)
-    seconds = cost.epoch_seconds(flops, images, calibration.rate())
-    total = seconds * spec.train.epochs
-    if spec.train.time_budget:
-        total = min(total, spec.train.time_budget)
-    basis = "this server's recent runs" if calibration.measured else "a typical 2-core CPU"
+    seconds, total, images, flops = estimate
+    basis = "this server's recent runs" if rate_calibration().measured else "a typical 2-core CPU"
     slot.caption(
         f"Estimate: {cost.rough_duration(seconds)} per epoch of {images:,} images, {cost.rough_duration(total)} "
         f"for {spec.train.epochs} epoch(s), plus a few seconds to start ({flops / 1e6:,.1f} MFLOPs per image "
@@ -378,6 +400,8 @@ def render() -> None:
         on_final(job)
     input_shape, num_classes, data_error = data_shape(spec)
     problems = problems + check(spec, input_shape)
+    if not problems:
+        problems = budget_problems(spec, input_shape, num_classes)
     unplaced = slots.show(problems)
     for problem in unplaced:
         st.error(escape_markdown(problem.message), icon=":material/error:")
