@@ -13,7 +13,8 @@ The full run takes about an hour on a 2-core CPU: time-to-accuracy on
 Fashion-MNIST (default preset, 60 s budget, 3 runs), on CIFAR-10 when --cifar
 names its unpacked class folders (cifar_fast preset, 10 min budget, 3 runs: another
 25 minutes), app vs bare-fit
-throughput, FLOP/s efficiency, cost scaling, Predict per image, browser
+throughput, FLOP/s efficiency, cost scaling, time to the first trained batch
+without and with a warm-up, Predict per image, browser
 latency, and the 10-session load test. `--quick` runs the same benchmarks
 with tiny sizes and single repeats (a few minutes) only to check that the
 runner and every benchmark work; its figures mean little, and it writes
@@ -67,6 +68,11 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], tuple[float, float]]] = {
         ["bench_training", "scale", "--dataset", "fashion_mnist", "--sample", "20000", "--repeats", "1"],
         ["bench_training", "scale", "--dataset", "fashion_mnist", "--sample", "400", "--repeats", "1"],
         (2400, 600),
+    ),
+    "first-batch": (
+        ["bench_first_batch", "--dataset", "fashion_mnist", "--preset", "default", "--repeats", "5"],
+        ["bench_first_batch", "--dataset", "fashion_mnist", "--preset", "default", "--sample", "2000", "--repeats", "1"],
+        (900, 300),
     ),
     "predict": (["bench_predict", "--repeats", "30"], ["bench_predict", "--repeats", "20"], (900, 300)),
     "latency": (["bench_latency", "--repeats", "3"], ["bench_latency", "--repeats", "1"], (1800, 600)),

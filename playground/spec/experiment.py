@@ -206,6 +206,19 @@ FIELD_SECTIONS = {
 }
 
 
+def graph_key(spec: ExperimentSpec) -> str:
+    """What in `spec` decides its traced training graph and the graph's constants: all but seed, preset name and time budget.
+
+    Args:
+        spec: the experiment.
+
+    Returns:
+        A string; equal strings (with the same dataset) train with the same graph.
+    """
+    bare = replace(spec, seed=0, preset="", train=replace(spec.train, time_budget=0.0))
+    return bare.to_json(indent=None)
+
+
 def field_names() -> list[str]:
     """All flat field names (the URL keys), section by section, then seed and preset."""
     return list(FIELD_SECTIONS) + list(_TOP_FIELDS)

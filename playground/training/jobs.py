@@ -74,7 +74,7 @@ from playground.data.catalog import data_key
 from playground.training import events
 from playground.training import worker as worker_module
 from playground.settings import get_settings
-from playground.spec.experiment import ExperimentSpec
+from playground.spec.experiment import ExperimentSpec, graph_key
 
 ACTIVE_STATES = ("queued", "starting", "running", "paused", "stopping")
 FINAL_STATES = ("done", "stopped", "failed")
@@ -143,14 +143,16 @@ class _Worker:
     commands: Connection  # we send
     events: Connection  # we receive
     ready: bool = False
+    gpu: bool = False  # a Ray actor that reserved a GPU
     where: str = ""  # where it trains, for people (from its Ready message)
     job: "_Job | None" = None
     # Data keys (see `data.catalog.data_key`) of the latest jobs and "prepare" commands sent to it, oldest
     # first: the datasets its cache probably holds, so they are not prepared again.
     prepared: list[tuple[Any, ...]] = field(default_factory=list)
     preparing: bool = False  # a PrepareData was sent and the worker has not answered it (events.Prepared)
+    warm: tuple[tuple[Any, ...], str] | None = None  # (data key, graph key) of the model its last prepare warmed
     # The newest prepare asked for meanwhile, (data key, command): sent when the worker answers, dropped by a job.
-    next_prepare: tuple[tuple[Any, ...], events.PrepareData] | None = None
+    next_prepare: tuple[tuple[tuple[Any, ...], str], events.PrepareData] | None = None
 
     def remember(self, key: tuple[Any, ...]) -> None:
         """Note that this worker has loaded (or is loading) the data of `key`."""
@@ -214,10 +216,13 @@ class JobManager:
         self.pause_timeout = settings.pause_timeout_seconds if pause_timeout is None else float(pause_timeout)
         cores = os.cpu_count() or 1
         self._cluster = self.engine == "ray" and bool(settings.ray_address)
+        self._gpu_slots = 0  # workers that reserve one GPU each (a cluster's GPUs; Ray hides GPUs from the others)
         if self.engine == "ray":
             from playground.training import ray_engine
 
             ray_engine.connect(settings.ray_address)
+            if self._cluster:
+                self._gpu_slots = int(ray_engine.cluster_cpus()[1])
         self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs or self._auto_slots(cores))
         self._threads = threads if threads is not None else (0 if self.max_concurrent == 1 else max(1, cores // self.max_concurrent))
         # CPUs one Ray actor reserves on a cluster: as many as a worker process here would use.
@@ -304,21 +309,23 @@ class JobManager:
         """Let the worker that takes the next job load `spec`'s data now, while it is idle.
 
         The Playground calls this whenever it is drawn without a run in
-        progress, so pressing Train does not wait for the data. Nothing happens
+        progress, so pressing Train does not wait for the data, nor for
+        TensorFlow to trace the network's training step: the worker loads the
+        data and warms the spec's model up (`warmup.warm_up`). Nothing happens
         while jobs are queued or every worker is busy, and a worker is not asked
-        for data it has loaded (or is loading) recently. While the worker is
-        still loading an earlier prepare, this one waits here instead, replacing
-        any other waiting one.
+        again for data it has loaded recently with the network it has warm
+        (`graph_key`: the seed does not count). While the worker is still
+        preparing, this one waits here instead, replacing any other waiting one.
 
         Returns:
             True when the data will be prepared (sent now, or waiting); False when nothing was done.
         """
-        key = data_key(spec)
+        key = (data_key(spec), graph_key(spec))
         with self._lock:
             if self.closed or self._queue:
                 return False
             w = next((w for w in self._workers if w.job is None), None)  # the one `_dispatch` picks next
-            if w is None or key in w.prepared or (w.next_prepare is not None and w.next_prepare[0] == key):
+            if w is None or (key[0] in w.prepared and w.warm == key) or (w.next_prepare is not None and w.next_prepare[0] == key):
                 return False
             command = events.PrepareData(spec=spec.to_json(indent=None), env=_job_env())
             if w.preparing:
@@ -541,20 +548,24 @@ class JobManager:
         except (BrokenPipeError, OSError):
             pass  # the relay thread notices the dead worker and reports its job
 
-    def _send_prepare(self, w: _Worker, key: tuple[Any, ...], command: events.PrepareData) -> None:
-        # Caller holds the lock; `w` is idle and holds no prepare.
-        w.remember(key)
+    def _send_prepare(self, w: _Worker, key: tuple[tuple[Any, ...], str], command: events.PrepareData) -> None:
+        # Caller holds the lock; `w` is idle and holds no prepare. `key` = (data key, graph key).
+        w.remember(key[0])
+        w.warm = key
         w.preparing = True
         self._send(w, command)
 
     def _auto_slots(self, cores: int) -> int:
-        """Jobs at once when no setting says: half the cores here, or what a joined Ray cluster's CPUs hold."""
+        """Jobs at once when no setting says: half the cores here, or what a joined Ray cluster holds.
+
+        On a cluster: one run per GPU (each with one CPU), and one per `cpus_per_run` of the other CPUs.
+        """
         settings = get_settings()
-        if self.engine == "ray" and settings.ray_address:
+        if self._cluster:
             from playground.training import ray_engine
 
-            cpus, _ = ray_engine.cluster_cpus()
-            return max(1, int(cpus // (settings.cpus_per_run or 1)))
+            cpus, gpus = ray_engine.cluster_cpus()
+            return max(1, int(gpus) + int(max(0.0, cpus - int(gpus)) // (settings.cpus_per_run or 1)))
         return max(1, cores // 2)
 
     def _start_worker(self) -> None:
@@ -564,8 +575,12 @@ class JobManager:
 
             # On a cluster each actor reserves its CPUs, so Ray places it on a node that has them; on this
             # machine alone `max_concurrent` shares the cores out, as it does between worker processes.
-            w = ray_engine.RayWorker(self._threads, num_cpus=self._cpus_per_run if self._cluster else 0)
-            self._workers.append(_Worker(process=w.process, commands=w.commands, events=w.events))
+            gpu = sum(w.gpu for w in self._workers) < self._gpu_slots
+            if gpu:
+                w = ray_engine.RayWorker(0, num_cpus=1, num_gpus=1)
+            else:
+                w = ray_engine.RayWorker(self._threads, num_cpus=self._cpus_per_run if self._cluster else 0)
+            self._workers.append(_Worker(process=w.process, commands=w.commands, events=w.events, gpu=gpu))
             return
         command_reader, command_writer = self._context.Pipe(duplex=False)
         event_reader, event_writer = self._context.Pipe(duplex=False)
@@ -606,6 +621,7 @@ class JobManager:
                 # The job goes first: a prepare waiting here is dropped, and so is one the worker has not begun.
                 w.next_prepare, w.preparing = None, False
                 w.remember(data_key(job.spec))
+                w.warm = None  # the job takes the warm model
                 job.state, job.started = "starting", time.time()
                 self._send(w, events.RunJob(
                     job_id=job.job_id,

@@ -13,6 +13,10 @@ of `callbacks.py`: they poll `should_stop`, block in `wait_if_paused`, enforce
 the spec's time budget and stop a run whose loss diverges (NaN, inf, or 1000
 times its first value), putting back the weights of the last good epoch.
 
+The first training step traces and optimises the training graph (about
+2.5 s for the default preset on a 2-core CPU); `warmup.warm_up(spec, dataset)`
+does that ahead of time, and `train` then takes its model.
+
 Equal specs give equal histories on the CPU: every random choice (weights,
 sampling, shuffling, dropout, augmentation) follows `spec.seed`, and the
 order of the training images in epoch e depends only on (seed, e), so a run
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
 import weakref
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context as tf_context
 
 from playground.analysis.network_view import DecisionProbe, NetworkProbe, WeightsProbe, decision_sample
 from playground.data import datasets
@@ -138,6 +144,36 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def set_random_seed(seed: int) -> None:
+    """Seed Python, NumPy, Keras and TensorFlow as `keras.utils.set_random_seed` does, keeping TensorFlow's caches.
+
+    `tf.random.set_seed` clears TensorFlow's caches of instantiated functions and
+    kernels, so the first step of a model whose training step was traced and run
+    ahead of time (`warmup.warm_up`) would set its graph up again (about 0.3 s for
+    the default preset). When TensorFlow's global seed already is `seed`, it is
+    left alone: setting it again would only restart its counter of seeds for
+    unseeded eager random ops, which training never uses (weights, dropout,
+    augmentation and shuffling all draw from their own seeds).
+
+    Args:
+        seed: the experiment's seed.
+    """
+    if tf_context.global_seed() != seed:
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    try:  # what keras.utils.set_random_seed does besides seeding TensorFlow
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+
+        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    except (ImportError, AttributeError):  # another Keras: seed everything, caches or not
+        keras.utils.set_random_seed(seed)
+
+
 # ---------------------------------------------------------------------------
 # Continuing a model: what earlier calls knew about it.
 # ---------------------------------------------------------------------------
@@ -198,7 +234,11 @@ def train(
         dataset: the images (uint8 NHWC) and labels; `spec.data.sample_size`
             and `validation_split` pick the training and validation images.
         model: a model to continue instead of building a new one; it keeps its
-            weights and, when already compiled, its optimizer state.
+            weights and, when already compiled, its optimizer state. Without
+            one, the model `warmup.warm_up` prepared for this spec's graph and
+            this dataset is taken when there is one (compiled, its steps
+            already traced, its variables as a new model's: the same run,
+            seconds sooner), else a new model is built.
         initial_epoch: epochs `model` has finished; training runs epochs
             initial_epoch + 1 .. spec.train.epochs.
         on_progress: called with each training event (see `events.py`): a
@@ -250,7 +290,8 @@ def train(
             f"Received: probe_image.shape={tuple(np.shape(probe_image))}"
         )
     configure_threads()
-    keras.utils.set_random_seed(spec.seed)
+    set_random_seed(spec.seed)
+    from playground.training import warmup  # here: warmup imports this module
 
     x_train, y_train, x_val, y_val = datasets.split_train_validation(
         dataset, spec.data.sample_size, spec.data.validation_split, spec.seed
@@ -266,7 +307,10 @@ def train(
     with devices.training_strategy().scope():
         if model is None:
             devices.use_mixed_precision()  # float16 compute on GPUs with tensor cores; float32 on the CPU
-            model = models.build_model(spec, dataset.input_shape, dataset.num_classes, x_sample=x_train)
+            # A model made by `warmup.warm_up` for this graph and data: compiled, steps traced, variables as built.
+            model = warmup.claim(spec, dataset, x_train)
+            if model is None:
+                model = models.build_model(spec, dataset.input_shape, dataset.num_classes, x_sample=x_train)
         if not getattr(model, "compiled", False):
             models.compile_model(model, spec, steps_per_epoch)
 
