@@ -1,6 +1,7 @@
 """Load test: many browser sessions train at once against one server, on loopback only.
 
     python -m benchmarks.bench_load [--sessions 10] [--max-concurrent 1] [--timeout 900]
+                                    [--engine ray|processes] [--cluster]
 
 Starts `streamlit run streamlit_app.py` on a free port of 127.0.0.1 with
 temporary runs and data folders, opens `--sessions` Chromium contexts (each its
@@ -19,6 +20,11 @@ the students' Chromium at a lower CPU priority to model that; the default, 0,
 gives everything the same priority, the harder case. The CPU seconds each part
 used are reported.
 
+The server trains with the default engine (an embedded Ray instance), or
+`--engine processes`; `--cluster` starts a two-node Ray cluster on 127.0.0.1
+(a head and a second node, one run on each: `PLAYGROUND_CPUS_PER_RUN`=1) and
+points the server at it, as a lab would; the nodes' CPU seconds are reported.
+
 At the end it checks that every session finished through the queue and shows the
 test accuracy of its OWN run (matched by seed in the saved runs), that each run
 has a different owner, and reports the peak memory of the server and its
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -152,13 +159,35 @@ def _wait_script_done(page, timeout: float) -> None:
     raise TimeoutError("the page kept running its script")
 
 
-def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: int) -> dict:
+def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: int, engine: str = "ray",
+        cluster: bool = False) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="pg-load-"))
+    settings = {"PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1", "PLAYGROUND_ENGINE": engine}
+    lab = None
+    if cluster:
+        sys.path.insert(0, str(common.ROOT / "tests"))
+        from loopback_cluster import RAY_ENV, LoopbackCluster
+
+        lab = LoopbackCluster()
+        lab.start_head(cpus=1)
+        lab.add_node(cpus=1)
+        settings.update(RAY_ENV, PLAYGROUND_ENGINE="ray", PLAYGROUND_RAY_ADDRESS=lab.address, PLAYGROUND_CPUS_PER_RUN="1")
+    try:
+        return _run(root, settings, sessions, timeout, students_niceness, lab) | {"engine": settings["PLAYGROUND_ENGINE"],
+                                                                                 "cluster_nodes": 2 if lab else 0}
+    finally:
+        if lab is not None:
+            lab.stop()
+
+
+def _run(root: Path, settings: dict[str, str], sessions: int, timeout: float, students_niceness: int, lab) -> dict:
     from playwright.sync_api import sync_playwright
 
     from playground.runs.store import RunStore
 
-    root = Path(tempfile.mkdtemp(prefix="pg-load-"))
-    server = bench_latency.Server(root, {"PLAYGROUND_MAX_CONCURRENT": str(max_concurrent), "PLAYGROUND_PRIVATE_RUNS": "1"})
+    max_concurrent = int(settings["PLAYGROUND_MAX_CONCURRENT"])
+    node_pids = [process.pid for process, _ in lab.nodes] if lab else []
+    server = bench_latency.Server(root, settings)
     base = server.base
     peak_mb, home_loads, home_failures, pages = 0.0, [], 0, []
     try:
@@ -182,6 +211,7 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
                 _wait_script_done(page, 240)
             _renice_tree(students, students_niceness)  # the renderers started since
             cpu_before = _cpu_by_part(server.process.pid, students)
+            cluster_before = _cpu_seconds([pid for node in node_pids for pid in common.process_tree(node)])
             started = time.monotonic()
             for page in pages:
                 page.get_by_role("button", name="Train", exact=True).click()
@@ -203,6 +233,8 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
                 time.sleep(1.0)
             elapsed = time.monotonic() - started
             cpu = {name: round(seconds - cpu_before[name]) for name, seconds in _cpu_by_part(server.process.pid, students).items()}
+            # (processes that ended meanwhile are not counted: an estimate from below)
+            cpu["cluster"] = round(_cpu_seconds([pid for node in node_pids for pid in common.process_tree(node)]) - cluster_before)
             exceptions = sum(p.locator('[data-testid="stException"]').count() for p in pages)
             browser.close()
             visitor_browser.close()
@@ -225,7 +257,7 @@ def run(sessions: int, max_concurrent: int, timeout: float, students_niceness: i
             "idle_home_returning_median_s": _median(idle, False, 1), "idle_home_first_visit_median_s": _median(idle, True, 1),
             "peak_server_tree_mb": round(peak_mb), "server_alive": server.process.poll() is None,
             "students_niceness": students_niceness, "cpu_s_server": cpu["server"], "cpu_s_workers": cpu["workers"],
-            "cpu_s_students_browser": cpu["students_browser"],
+            "cpu_s_students_browser": cpu["students_browser"], "cpu_s_cluster_nodes": cpu["cluster"],
         }
     finally:
         server.stop()
@@ -238,8 +270,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--students-niceness", type=int, default=0,
                         help="CPU niceness of the students' browser (0 = the same priority as the server; 19 = the lowest)")
+    parser.add_argument("--engine", choices=("ray", "processes"), default="ray")
+    parser.add_argument("--cluster", action="store_true", help="train on a two-node Ray cluster on 127.0.0.1")
     args = parser.parse_args()
-    result = run(args.sessions, args.max_concurrent, args.timeout, args.students_niceness)
+    result = run(args.sessions, args.max_concurrent, args.timeout, args.students_niceness, args.engine, args.cluster)
     print(common.table(list(result), [list(result.values())]))
     print(json.dumps(result))
 
