@@ -155,6 +155,17 @@ def test_impossible_settings_are_explained_and_train_is_disabled():
     assert not at.button(key="pg_train").disabled
 
 
+def test_a_run_over_the_servers_budget_disables_train_with_its_reason(monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_RUN_BUDGET_MINUTES", "1")
+    at = app(PLAYGROUND, dataset="fashion_mnist", epochs="50")  # about 60,000 images x 50 epochs
+    assert not at.exception
+    errors = texts(at.error)
+    assert "one run may take here" in errors and "Train is disabled" in errors
+    assert at.button(key="pg_train").disabled
+    at = app(PLAYGROUND, dataset="digits", epochs="2")  # seconds: within the budget
+    assert not at.button(key="pg_train").disabled and "one run may take here" not in texts(at.error)
+
+
 def test_bad_url_values_give_one_message_and_defaults(tmp_path):
     # A named pipe: reading it would block this test forever, so passing proves it is never read.
     secret = tmp_path / "secret.npz"

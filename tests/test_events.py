@@ -41,13 +41,16 @@ RECORDS = [
                 save_error=""),
     events.Failed(message="no such dataset", dataset_error=True, run_id=None),
     events.Stopped(),
-    events.Ready(pid=42),
+    events.Ready(pid=42, where="node 1a2b3c4d (lab-pc-3), CPU", node_id="1a2b3c4d", shares_disk=False),
     events.Prepared(),
+    events.RunFolder(run_id="r", files={"meta.json": b"{}", "tb/events": bytes(range(256))}),
     events.RunJob(job_id="j", owner="alice", spec="{}", env={"PLAYGROUND_RUNS_DIR": "/tmp/runs"}, continue_from=None,
                   step=True),
     events.ControlJob(job_id="j", action="pause"),
     events.SetProbe(job_id="j", probe=events.ProbeImage(image=np.zeros((8, 8, 3), np.uint8), label="your picture")),
     events.PrepareData(spec="{}", env={}),
+    events.RunJob(job_id="j", owner="bob", spec="{}", env={}, continue_from="r", step=False,
+                  run_files={"model.weights.h5": b"\x89HDF"}, dataset_file=b"PK\x03\x04"),
     events.Shutdown(),
 ]
 

@@ -245,6 +245,29 @@ def test_a_run_over_the_servers_budget_is_refused_before_it_queues(manager, monk
     assert jobs.budget_problem(299, 300) == "" and jobs.budget_problem(None, 300) == ""
 
 
+@pytest.mark.slow  # starts two managers, each with its worker
+def test_a_restarted_app_tells_each_browser_about_its_runs_that_did_not_finish(tmp_path):
+    journal = tmp_path / "runs" / jobs.JOURNAL_NAME
+    first = JobManager(max_concurrent=1, journal=journal)
+    try:
+        running = first.submit("alice", SLOW, client="10.0.0.7")
+        first.submit("bob", TINY, client="10.0.0.8")  # waits in the queue behind alice's
+        wait_for(lambda: first.info("alice", running).checkpoint_epoch >= 1, timeout=TIMEOUT, what="a checkpoint")
+        wait_for(lambda: '"run_id": "' in journal.read_text(), what="the journal to hold the checkpoint")
+    finally:
+        first.shutdown()  # as when the server is stopped (a crash leaves the journal as last written)
+    second = JobManager(max_concurrent=1, journal=journal)
+    try:
+        assert second.lost_jobs("10.0.0.9") == []
+        [bob] = second.lost_jobs("10.0.0.8")
+        assert bob.state == "queued" and bob.run_id is None and "waiting in the queue" in bob.notice()
+        [alice] = second.lost_jobs("10.0.0.7")
+        assert alice.state == "running" and alice.run_id and alice.epoch >= 1 and f"epoch {alice.epoch} is kept as a saved run" in alice.notice()
+        assert second.lost_jobs("10.0.0.7") == []  # told once
+    finally:
+        second.shutdown()
+
+
 def test_sessions_see_and_control_only_their_own_jobs(manager):
     job_id = manager.submit("alice", SLOW)
     try:

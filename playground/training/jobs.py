@@ -57,6 +57,7 @@ than LEFTOVER_AGE_S.
 from __future__ import annotations
 
 import atexit
+import json
 import multiprocessing
 import os
 import sys
@@ -67,6 +68,7 @@ import types
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Callable
 
 from playground.child_process import main_module_hidden
@@ -85,6 +87,7 @@ RESET = "reset: the model was thrown away"
 _KEEP_FINISHED_PER_OWNER = 10  # finished jobs remembered per owner
 _MAX_UNDRAINED_EVENTS = 5000  # beyond this, the oldest undrained batch events are dropped
 _FAILED_STARTS_BEFORE_GIVING_UP = 3  # workers that die before ever being ready, in a row
+JOURNAL_NAME = ".active-jobs.json"  # in the runs folder: the app's jobs in progress, read when it starts again
 LEFTOVER_AGE_S = 600.0  # temporary files younger than this may belong to a save in progress: the sweep leaves them
 
 
@@ -135,6 +138,27 @@ class JobInfo:
         if self.state == "failed":
             return f"failed: {self.message}"
         return self.state
+
+
+@dataclass(frozen=True)
+class LostJob:
+    """A job the app was running or queueing when it last ended (read from its journal at start)."""
+
+    client: str | None  # the browser address that submitted it; None = the server's own machine
+    state: str  # "queued", "starting", "running", "paused" or "stopping" when the app ended
+    dataset: str  # the dataset it trained on
+    run_id: str | None  # the run its worker saved after its last finished epoch; None = none
+    epoch: int  # that epoch; 0 = none
+
+    def notice(self) -> str:
+        """One sentence for the page that submitted it."""
+        from playground.data.catalog import dataset_title, is_named_dataset
+
+        what = dataset_title(self.dataset) if is_named_dataset(self.dataset) else "your own data"
+        doing = "waiting in the queue" if self.state == "queued" else "training"
+        kept = (f"; epoch {self.epoch} is kept as a saved run (Compare runs)" if self.run_id and self.epoch
+                else "")
+        return f"The server restarted while your run on {what} was {doing}, so it did not finish{kept}. Press Train to start it again."
 
 
 @dataclass(eq=False)
@@ -209,8 +233,12 @@ class JobManager:
     """
 
     def __init__(self, max_concurrent: int | None = None, grace_seconds: float | None = None, *,
-                 threads: int | None = None, pause_timeout: float | None = None, engine: str | None = None):
+                 threads: int | None = None, pause_timeout: float | None = None, engine: str | None = None,
+                 journal: Path | None = None):
         settings = get_settings()
+        self._journal = journal
+        self._journal_text = ""  # what the journal holds now
+        self._lost = _read_journal(journal) if journal is not None else []
         self.engine = engine or settings.engine
         self.grace_seconds = settings.session_grace_seconds if grace_seconds is None else float(grace_seconds)
         self.pause_timeout = settings.pause_timeout_seconds if pause_timeout is None else float(pause_timeout)
@@ -334,6 +362,20 @@ class JobManager:
                 self._send_prepare(w, key, command)
             return True
 
+    def lost_jobs(self, client: str | None) -> list[LostJob]:
+        """The jobs from `client` that the app's previous run ended before they finished; each is told once.
+
+        Args:
+            client: the browser's network address (None = the server's own machine).
+
+        Returns:
+            Those jobs, oldest first; they are forgotten here.
+        """
+        with self._lock:
+            mine = [lost for lost in self._lost if lost.client == client]
+            self._lost = [lost for lost in self._lost if lost.client != client]
+            return mine
+
     def info(self, owner: str, job_id: str) -> JobInfo:
         """The owner's job `job_id` as a snapshot. Raises JobError for any other job."""
         with self._lock:
@@ -452,6 +494,7 @@ class JobManager:
         with self._lock:
             if self.closed:
                 return
+            self._write_journal()  # the jobs ended now are the ones to tell about at the next start
             self.closed = True
             workers = list(self._workers)
             for job in self._jobs.values():
@@ -788,6 +831,26 @@ class JobManager:
                     for job_id in [j.job_id for j in self._jobs.values() if j.owner == owner]:
                         del self._jobs[job_id]
             self._dispatch()
+            self._write_journal()
+
+    def _write_journal(self) -> None:
+        # Caller holds the lock. Written only when it changes (a few hundred bytes per job).
+        if self._journal is None:
+            return
+        active = [{"client": job.client, "state": job.state, "dataset": job.spec.data.dataset,
+                   "run_id": job.checkpoint_run_id, "epoch": job.checkpoint_epoch}
+                  for job in sorted(self._jobs.values(), key=lambda j: j.submitted) if job.state in ACTIVE_STATES]
+        text = json.dumps(active)
+        if text == self._journal_text:
+            return
+        try:
+            self._journal.parent.mkdir(parents=True, exist_ok=True)
+            temp = self._journal.with_name(self._journal.name + ".tmp")
+            temp.write_text(text)
+            os.replace(temp, self._journal)
+            self._journal_text = text
+        except OSError:
+            pass  # an unwritable runs folder: the runs cannot be saved either, and say so
 
     def _forget_old(self, owner: str) -> None:
         finished = [j for j in self._jobs.values() if j.owner == owner and j.state in FINAL_STATES]
@@ -842,6 +905,25 @@ def _runs_quota_problem(owner: str, *, new_model: bool) -> str:
     return ""
 
 
+def _read_journal(path: Path) -> list[LostJob]:
+    """The jobs a journal lists (what the app was doing when it ended), then the journal emptied; [] when unreadable."""
+    try:
+        entries = json.loads(path.read_text())
+        path.unlink()
+    except (OSError, ValueError):
+        return []
+    lost = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            lost.append(LostJob(client=entry["client"] if isinstance(entry["client"], str) else None,
+                                state=str(entry["state"]), dataset=str(entry["dataset"]),
+                                run_id=entry["run_id"] if isinstance(entry["run_id"], str) else None,
+                                epoch=int(entry["epoch"])))
+        except (KeyError, TypeError, ValueError):
+            continue  # a damaged entry is skipped, never fatal
+    return lost
+
+
 def sweep_leftovers(min_age_s: float = LEFTOVER_AGE_S) -> None:
     """Delete what processes killed while saving left behind: temporary run folders and partial uploads.
 
@@ -875,12 +957,14 @@ if not hasattr(_holder, "lock"):
 def get_manager() -> JobManager:
     """The process-wide JobManager, created (and its workers started) on first use.
 
-    Before it starts, the leftovers of killed saves are swept (`sweep_leftovers`).
+    Before it starts, the leftovers of killed saves are swept (`sweep_leftovers`). Its
+    journal (JOURNAL_NAME in the runs folder) keeps the jobs in progress, so after a
+    restart each browser is told about its jobs that did not finish (`lost_jobs`).
     """
     with _holder.lock:
         if _holder.manager is None or _holder.manager.closed:
             sweep_leftovers()
-            _holder.manager = JobManager()
+            _holder.manager = JobManager(journal=get_settings().runs_dir / JOURNAL_NAME)
             atexit.register(_holder.manager.shutdown)
         return _holder.manager
 

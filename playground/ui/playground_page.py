@@ -46,6 +46,7 @@ URL_MESSAGES_KEY = "pg_url_messages"
 RUN_SPEC_KEY = "pg_run_spec"  # spec of the current model (for Train to continue it)
 URL_WRITTEN_KEY = "pg_url_written"  # the query parameters this page wrote last
 PROBE_SENT_KEY = "pg_probe_sent"  # (job id, ProbeImage) last sent to a running job
+LOST_KEY = "pg_lost_runs"  # what a restart of the server ended of this browser's runs, shown once
 
 
 # ------------------------------------------------------------------ data
@@ -375,6 +376,8 @@ def render() -> None:
     # A new link (first visit, or a link from another page) sets the configuration;
     # arriving with no parameters keeps the session's.
     is_new_link = any(name in params for name in field_names()) and params != st.session_state.get(URL_WRITTEN_KEY)
+    if INIT_KEY not in st.session_state:  # a new session: runs of this browser that a restart of the server ended
+        st.session_state[LOST_KEY] = [lost.notice() for lost in job_manager().lost_jobs(client_address())]
     if INIT_KEY not in st.session_state or is_new_link:
         _init_from_url()
     classroom = st.session_state[controls.CLASSROOM_KEY]
@@ -394,6 +397,8 @@ def render() -> None:
         st.warning("Some settings in the link could not be used:\n\n" + "\n".join(f"- {escape_markdown(m)}" for m in messages),
                    icon=":material/link_off:")
     show_flash(FLASH_PAGE)
+    for message in st.session_state.pop(LOST_KEY, []):
+        st.warning(escape_markdown(message), icon=":material/restart_alt:")
 
     job = live.sync()
     if job is not None and not job.active and st.session_state.get(live.SEEN_FINAL_KEY) != job.job_id:
