@@ -88,7 +88,8 @@ _KEEP_FINISHED_PER_OWNER = 10  # finished jobs remembered per owner
 _MAX_UNDRAINED_EVENTS = 5000  # beyond this, the oldest undrained batch events are dropped
 _FAILED_STARTS_BEFORE_GIVING_UP = 3  # workers that die before ever being ready, in a row
 JOURNAL_NAME = ".active-jobs.json"  # in the runs folder: the app's jobs in progress, read when it starts again
-LEFTOVER_AGE_S = 600.0  # temporary files younger than this may belong to a save in progress: the sweep leaves them
+LEFTOVER_AGE_S = 600.0
+WORKER_START_GRACE_S = 120.0  # a worker gets jobs before it is ready for this long (it is importing TensorFlow)  # temporary files younger than this may belong to a save in progress: the sweep leaves them
 
 
 class JobError(ValueError):
@@ -168,6 +169,7 @@ class _Worker:
     events: Connection  # we receive
     ready: bool = False
     gpu: bool = False  # a Ray actor that reserved a GPU
+    started: float = field(default_factory=time.monotonic)  # when it was started
     where: str = ""  # where it trains, for people (from its Ready message)
     job: "_Job | None" = None
     # Data keys (see `data.catalog.data_key`) of the latest jobs and "prepare" commands sent to it, oldest
@@ -245,12 +247,17 @@ class JobManager:
         cores = os.cpu_count() or 1
         self._cluster = self.engine == "ray" and bool(settings.ray_address)
         self._gpu_slots = 0  # workers that reserve one GPU each (a cluster's GPUs; Ray hides GPUs from the others)
+        unreachable = ""  # why Ray could not be started or joined
         if self.engine == "ray":
             from playground.training import ray_engine
 
-            ray_engine.connect(settings.ray_address)
-            if self._cluster:
-                self._gpu_slots = int(ray_engine.cluster_cpus()[1])
+            try:
+                ray_engine.connect(settings.ray_address)
+                if self._cluster:
+                    self._gpu_slots = int(ray_engine.cluster_cpus()[1])
+            except RuntimeError as exc:  # pages still work; Train says why it cannot
+                unreachable = f"Training is not available: {exc}"
+                self._cluster = False
         self.max_concurrent = max(1, max_concurrent or settings.max_concurrent_runs or self._auto_slots(cores))
         self._threads = threads if threads is not None else (0 if self.max_concurrent == 1 else max(1, cores // self.max_concurrent))
         # CPUs one Ray actor reserves on a cluster: as many as a worker process here would use.
@@ -265,9 +272,9 @@ class JobManager:
         self._trained: dict[str, int] = {}  # owner -> jobs of theirs that have started: their place in the queue
         self._liveness: Callable[[str], bool | None] | None = None
         self._failed_starts = 0
-        self._broken = ""  # set when workers cannot start at all
+        self._broken = unreachable  # set when workers cannot start at all
         self.closed = False
-        for _ in range(self.max_concurrent):
+        for _ in range(0 if self._broken else self.max_concurrent):
             self._start_worker()
         self._thread = threading.Thread(target=self._relay, name="playground-jobs", daemon=True)
         self._thread.start()
@@ -657,7 +664,9 @@ class JobManager:
         for w in self._workers:
             if not self._queue:
                 return
-            if w.job is None:
+            # A Ray actor that is not ready after its start-up grace waits for a node with free CPUs:
+            # jobs wait in the queue rather than behind it.
+            if w.job is None and (w.ready or time.monotonic() - w.started < WORKER_START_GRACE_S):
                 job = self._queue.pop(0)
                 w.job, job.worker = job, w
                 self._trained[job.owner] = self._trained.get(job.owner, 0) + 1
@@ -710,6 +719,8 @@ class JobManager:
             if isinstance(message, events.Ready):
                 w.ready, w.where = True, message.where
                 self._failed_starts = 0
+                self._dispatch()
+                self._changed.notify_all()
                 return
             if isinstance(message, events.Prepared):
                 w.preparing = False
@@ -967,6 +978,17 @@ def get_manager() -> JobManager:
             _holder.manager = JobManager(journal=get_settings().runs_dir / JOURNAL_NAME)
             atexit.register(_holder.manager.shutdown)
         return _holder.manager
+
+
+def start_manager() -> None:
+    """Start the process-wide JobManager in the background, so the page that asks need not wait.
+
+    Starting it takes seconds (an embedded Ray instance, workers importing
+    TensorFlow); the home page calls this, and the first page that needs the
+    manager (`get_manager`) waits only for what is left.
+    """
+    if running_manager() is None and not _holder.lock.locked():
+        threading.Thread(target=get_manager, name="playground-start", daemon=True).start()
 
 
 def running_manager() -> JobManager | None:

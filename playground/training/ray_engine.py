@@ -47,7 +47,7 @@ _ready = threading.Event()
 _connect_error: list[BaseException] = []
 
 
-def connect(address: str = "", *, timeout: float = 120.0) -> None:
+def connect(address: str = "", *, timeout: float | None = None) -> None:
     """Start an embedded Ray instance, or join the cluster at `address`, once per process.
 
     Ray ties the life of the processes it starts to the thread that starts them,
@@ -57,7 +57,7 @@ def connect(address: str = "", *, timeout: float = 120.0) -> None:
     Args:
         address: "host:port" of a running cluster's head; "" = a local instance without
             a dashboard, sized to this machine's cores.
-        timeout: seconds to wait for Ray to answer.
+        timeout: seconds to wait for Ray to answer; default 30 to join a cluster, 120 to start one.
 
     Raises:
         RuntimeError: Ray could not start or join (one line; the server log has the details).
@@ -70,8 +70,12 @@ def connect(address: str = "", *, timeout: float = 120.0) -> None:
         _ready.clear()
         _connect_error.clear()
         threading.Thread(target=_keep_ray, args=(address,), name="playground-ray", daemon=True).start()
+        timeout = timeout if timeout is not None else (30.0 if address else 120.0)
         if not _ready.wait(timeout):
-            raise RuntimeError(f"Ray did not start within {timeout:g} s.")
+            if address:
+                raise RuntimeError(f"no Ray cluster answered at {address} within {timeout:g} s; check "
+                                   f"PLAYGROUND_RAY_ADDRESS and that `ray start --head` runs there.")
+            raise RuntimeError(f"Ray did not start on this machine within {timeout:g} s.")
         if _connect_error:
             where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
             raise RuntimeError(f"Could not {where}: {_first_line(_connect_error[0])}")

@@ -88,10 +88,10 @@ def page_links() -> None:
 
 
 def home() -> None:
-    """Draw the home page (and start the training workers, so the first Train is quick)."""
-    from playground.ui.session import job_manager
+    """Draw the home page (and start the training workers in the background, so the first Train is quick)."""
+    from playground.training.jobs import start_manager
 
-    job_manager()
+    start_manager()
     st.title("CNN Playground")
     st.markdown(
         "Tinker with a **convolutional neural network** right in your browser: every setting is a slider, "
