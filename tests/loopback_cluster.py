@@ -66,10 +66,6 @@ class LoopbackCluster:
         self._wait_for_nodes(len(self.nodes))
         return len(self.nodes) - 1
 
-    def temp_dir(self, index: int) -> Path:
-        """The temporary folder of node `index` (0 = the head): it tells nodes apart on one machine."""
-        return self.nodes[index][1]
-
     def kill_node(self, index: int) -> None:
         """Kill node `index` at once, with every process it started (its raylet and its workers)."""
         process, _ = self.nodes[index]

@@ -254,7 +254,7 @@ class JobManager:
             try:
                 ray_engine.connect(settings.ray_address)
                 if self._cluster:
-                    self._gpu_slots = int(ray_engine.cluster_cpus()[1])
+                    self._gpu_slots = int(ray_engine.cluster_capacity()[1])
             except RuntimeError as exc:  # pages still work; Train says why it cannot
                 unreachable = f"Training is not available: {exc}"
                 self._cluster = False
@@ -614,7 +614,7 @@ class JobManager:
         if self._cluster:
             from playground.training import ray_engine
 
-            cpus, gpus = ray_engine.cluster_cpus()
+            cpus, gpus = ray_engine.cluster_capacity()
             return max(1, int(gpus) + int(max(0.0, cpus - int(gpus)) // (settings.cpus_per_run or 1)))
         return max(1, cores // 2)
 

@@ -102,7 +102,7 @@ def _keep_ray(address: str) -> None:
     threading.Event().wait()  # never returns: Ray's processes live as long as this thread
 
 
-def cluster_cpus() -> tuple[float, float]:
+def cluster_capacity() -> tuple[float, float]:
     """(CPUs, GPUs) of the Ray instance this process is connected to, counted over its live nodes."""
     import ray
 

@@ -267,21 +267,14 @@ def training_estimate(spec: ExperimentSpec, input_shape: tuple[int, int, int] | 
     return seconds, total, images, flops
 
 
-def budget_problems(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
-                    num_classes: int | None) -> list[Problem]:
-    """The run's cost against the server's budget per run, as a problem of the epochs slider ([] when it fits)."""
-    estimate = training_estimate(spec, input_shape, num_classes)
+def budget_problems(estimate: tuple[float, float, int, float] | None) -> list[Problem]:
+    """The run's cost (`training_estimate`) against the server's budget per run, as a problem of the epochs slider ([] when it fits)."""
     message = budget_problem(estimate[1] if estimate else None, get_settings().run_budget_minutes * 60)
     return [Problem("epochs", message)] if message else []
 
 
-def epoch_estimate(slot: Any, spec: ExperimentSpec, input_shape: tuple[int, int, int] | None,
-                   num_classes: int | None) -> None:
-    """What Train will cost: estimated seconds per epoch and for all epochs, in `slot` under the buttons.
-
-    Drawn after the layer table, whose network it reuses, so the page does not wait for it.
-    """
-    estimate = training_estimate(spec, input_shape, num_classes)
+def epoch_estimate(slot: Any, spec: ExperimentSpec, estimate: tuple[float, float, int, float] | None) -> None:
+    """What Train will cost (`training_estimate`): seconds per epoch and for all epochs, in `slot` under the buttons."""
     if slot is None or estimate is None:
         return
     seconds, total, images, flops = estimate
@@ -405,8 +398,9 @@ def render() -> None:
         on_final(job)
     input_shape, num_classes, data_error = data_shape(spec)
     problems = problems + check(spec, input_shape)
+    estimate = training_estimate(spec, input_shape, num_classes) if not problems else None
     if not problems:
-        problems = budget_problems(spec, input_shape, num_classes)
+        problems = budget_problems(estimate)
     unplaced = slots.show(problems)
     for problem in unplaced:
         st.error(escape_markdown(problem.message), icon=":material/error:")
@@ -425,7 +419,7 @@ def render() -> None:
             other_pages()
     with side:
         layer_table_view(spec, input_shape, num_classes, classroom)
-    epoch_estimate(estimate_slot, spec, input_shape, num_classes)
+    epoch_estimate(estimate_slot, spec, estimate)
 
 
 def network_setting(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None, num_classes: int | None,
