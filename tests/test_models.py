@@ -46,10 +46,12 @@ def _expected_size(size, kernel, stride, padding):
     stride=st.integers(1, 3),
     padding=st.sampled_from(["same", "valid"]),
     pooling=st.sampled_from(["max", "avg", "none"]),
+    pool_first=st.booleans(),
 )
-def test_conv_and_pool_output_sizes_follow_the_formula(size, blocks, convs, kernel, stride, padding, pooling):
+def test_conv_and_pool_output_sizes_follow_the_formula(size, blocks, convs, kernel, stride, padding, pooling, pool_first):
     spec = tiny_spec(conv_blocks=blocks, filters=",".join(["2"] * blocks), convs_per_block=convs,
-                     kernel_size=kernel, stride=stride, padding=padding, pooling=pooling, batch_norm=False)
+                     kernel_size=kernel, stride=stride, padding=padding, pooling=pooling, batch_norm=False,
+                     pool_first=pool_first)
     assume(not check(spec, (size, size, 1)))
     model = models.build_model(spec, (size, size, 1), 3)
     h = size
@@ -57,9 +59,9 @@ def test_conv_and_pool_output_sizes_follow_the_formula(size, blocks, convs, kern
         for c in range(1, convs + 1):
             h = _expected_size(h, kernel, stride if c == 1 else 1, padding)
             assert model.get_layer(f"block{b}_conv{c}").output.shape[1:3] == (h, h)
-        if pooling != "none":
-            h = _expected_size(h, 2, 2, "valid")
-            assert model.get_layer(f"block{b}_pool").output.shape[1:3] == (h, h)
+            if pooling != "none" and c == (1 if pool_first else convs):
+                h = _expected_size(h, 2, 2, "valid")
+                assert model.get_layer(f"block{b}_pool").output.shape[1:3] == (h, h)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=["28x28x1", "32x32x3"])

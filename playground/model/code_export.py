@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 
+from playground.model import layers as own_layers
 from playground.model import plan as layer_plan
 from playground.model import preprocess
 from playground.spec.experiment import ExperimentSpec
@@ -15,7 +16,8 @@ from playground.spec.presets import PRESETS
 from playground.spec.validation import validate
 
 # The custom layers a plan may use, exported as the very classes `build_model` runs.
-_CUSTOM_LAYERS = {"RandomPadCrop": preprocess.RandomPadCrop, "PerImageStandardization": preprocess.PerImageStandardization}
+_CUSTOM_LAYERS = {"RandomPadCrop": preprocess.RandomPadCrop, "PerImageStandardization": preprocess.PerImageStandardization,
+                  "PatchWhitening": own_layers.PatchWhitening}
 
 
 def _layer_source(cls: type) -> str:
@@ -35,7 +37,8 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
     Returns:
         Python source: imports, any small custom layers the model uses,
         `build_model()` (`build_model(x_sample=None)` for the "dataset"
-        normaliser) with one line per layer and its output shape as a
+        normaliser and patch whitening, which take their values from
+        training images) with one line per layer and its output shape as a
         comment, and a `__main__` block that prints the summary.
 
     Raises:
@@ -47,6 +50,7 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in layer_plan.wire(steps, input_shape).layers}
     classes = {step.cls for step in steps}
     dataset_norm = "Normalization" in classes
+    takes_sample = dataset_norm or "PatchWhitening" in classes
     t = spec.train
 
     # The preset is free text from a link: name it only when it is a known preset.
@@ -56,22 +60,25 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
         "",
         f"Input: raw pixels 0..255, shape {input_shape}; output: probabilities of {num_classes} classes.",
         f"Trained in the playground with {t.optimizer}, learning rate {t.learning_rate:g} ({t.schedule}),",
-        f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy.",
+        f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy"
+        + (f" with label smoothing {t.label_smoothing:g}." if t.label_smoothing else "."),
         '"""',
         "",
     ]
     if classes & {"PerImageStandardization"}:
         lines.append("import math")
         lines.append("")
+    if "PatchWhitening" in classes:
+        lines += ["import numpy as np", ""]
     lines += ["import keras", "from keras import layers"]
     if classes & {"PerImageStandardization", "RandomPadCrop"}:
         lines[-1] = "from keras import layers, ops"
     lines.append("")
     lines += [_layer_source(cls) for name, cls in _CUSTOM_LAYERS.items() if name in classes]
 
-    lines += ["", f"def build_model({'x_sample=None' if dataset_norm else ''}):"]
-    if dataset_norm:
-        lines.append('    """x_sample: training images (N, H, W, C) whose per-channel mean and variance normalise the input."""')
+    lines += ["", f"def build_model({'x_sample=None' if takes_sample else ''}):"]
+    if takes_sample:
+        lines.append(f'    """x_sample: training images (N, H, W, C){_SAMPLE_USES[(dataset_norm, "PatchWhitening" in classes)]}."""')
     lines.append(f'    inputs = keras.Input(shape={input_shape!r}, name="image")  {_shape_comment(input_shape)}')
     lines.append("    x = inputs")
     for step in steps:
@@ -79,6 +86,14 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
     lines += ['    return keras.Model(inputs, outputs, name="cnn")', "", ""]
     lines += ['if __name__ == "__main__":', "    build_model().summary()", ""]
     return "\n".join(lines)
+
+
+# What x_sample sets, by (dataset normaliser, patch whitening).
+_SAMPLE_USES = {
+    (True, False): " whose per-channel mean and variance normalise the input",
+    (False, True): " whose 2x2 patches set the whitening filters",
+    (True, True): " whose per-channel mean and variance normalise the input and whose 2x2 patches set the whitening filters",
+}
 
 
 def _shape_comment(shape: tuple) -> str:
@@ -97,5 +112,12 @@ def _render(step: layer_plan.Step, shapes: dict[str, tuple]) -> list[str]:
             "    if x_sample is not None:",
             '        normalize.adapt(x_sample.astype("float32"))',
             f"    {step.output} = normalize({args})  {comment}",
+        ]
+    if step.cls == "PatchWhitening":
+        return [
+            f"    whiten_input, whiten = {args}, {layer_plan.render_call(step)}",
+            f"    {step.output} = whiten({args})  {comment}",
+            "    if x_sample is not None:  # the filters come from the patches of normalised training images",
+            '        whiten.adapt(keras.Model(inputs, whiten_input)(x_sample[:5000].astype("float32")))',
         ]
     return [f"    {step.output} = {layer_plan.render_call(step)}({args})  {comment}"]

@@ -45,6 +45,8 @@ __all__ = [
     "layer_table",
     "export_keras_code",
     "OneCycle",
+    "SmoothedSparseCrossentropy",
+    "adapt_whitening",
     "learning_rate_schedule",
     "DEFAULT_STEPS_PER_EXECUTION",
 ]
@@ -70,7 +72,7 @@ def build_model(
     *,
     x_sample: np.ndarray | None = None,
 ) -> keras.Model:
-    """The functional Keras model of `spec`, with seeded initial weights.
+    """The functional Keras model of `spec`, with seeded initial weights (and data-set ones).
 
     The same spec and seed give the same initial weights, augmentation and
     dropout draws. Impossible settings raise before any Keras layer is made.
@@ -80,10 +82,11 @@ def build_model(
         input_shape: (H, W, C) of the images.
         num_classes: number of classes (units of "logits"), at least 2.
         x_sample: training images (uint8 or float 0..255, (N, H, W, C)) whose
-            per-channel mean and variance the "dataset" normaliser takes.
-            Ignored by the other normalisations. Without it a "dataset" model
-            starts with mean 0 and variance 1, as when it is rebuilt to load
-            saved weights (which hold the mean and variance).
+            per-channel mean and variance the "dataset" normaliser takes, and
+            whose 2x2 patches set the patch-whitening filters. Without it a
+            "dataset" model starts with mean 0 and variance 1 and the
+            whitening filters at their random start, as when it is rebuilt to
+            load saved weights (which hold all of them).
 
     Returns:
         An uncompiled `keras.Model` from input "image" to output "probabilities".
@@ -101,7 +104,26 @@ def build_model(
         model = layer_plan.wire(layer_plan.plan_layers(spec, input_shape, num_classes), input_shape)
         if adapt:
             preprocess.adapt_normalizer(model.get_layer("normalize"), x_sample)
+        if spec.arch.patch_whitening and x_sample is not None:
+            adapt_whitening(model, np.asarray(x_sample))
     return model
+
+
+# Images whose patches set the whitening filters (evenly spaced over the sample).
+WHITENING_SAMPLE = 5000
+
+
+def adapt_whitening(model: keras.Model, x_sample: np.ndarray) -> None:
+    """Set the "whiten" layer's filters from training images, normalised as the layer receives them.
+
+    Args:
+        model: a model from `build_model` with patch whitening.
+        x_sample: training images (N, H, W, C), 0..255.
+    """
+    layer = model.get_layer("whiten")
+    x = x_sample[:: max(1, len(x_sample) // WHITENING_SAMPLE)][:WHITENING_SAMPLE]
+    before = keras.Model(model.inputs, layer.input)  # the input and its normalisation (augmentation is off outside training)
+    layer.adapt(before.predict(x.astype(np.float32), batch_size=500, verbose=0))
 
 
 def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_classes: int) -> str:
@@ -224,8 +246,9 @@ def compile_model(
     """Compile `model` with the optimizer, schedule, loss and metric of `spec.train`.
 
     The loss is sparse categorical cross-entropy on the "probabilities"
-    output; Keras computes it from the softmax's logits, so it stays finite
-    for confident mistakes. The metric is "accuracy".
+    output (with `label_smoothing`, towards smoothed targets); Keras computes
+    it from the softmax's logits, so it stays finite for confident mistakes.
+    The metric is "accuracy".
 
     Args:
         model: a model from `build_model`.
@@ -239,10 +262,38 @@ def compile_model(
         raise SpecError(f"steps_per_epoch must be at least 1. Received: steps_per_epoch={steps_per_epoch}")
     model.compile(
         optimizer=_optimizer(spec.train.optimizer, learning_rate_schedule(spec, steps_per_epoch)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=SmoothedSparseCrossentropy(spec.train.label_smoothing) if spec.train.label_smoothing else keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )
+
+
+@keras.saving.register_keras_serializable(package="playground")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against targets with label smoothing.
+
+    The target of class y is (1 - s) on y plus s / K on every one of the K
+    classes, so the loss is (1 - s) * CE(y) + s * mean over classes of
+    -log p (Szegedy et al. 2016). Keras' sparse loss has no smoothing, and
+    one-hot labels would change the data pipeline.
+
+    Args:
+        smoothing: s, between 0 and 1.
+    """
+
+    def __init__(self, smoothing=0.1, name="smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true, y_pred):
+        # y_pred: (batch, K) probabilities of the softmax layer, which keeps its logits for exact logs.
+        logits = getattr(y_pred, "_keras_logits", None)
+        log_p = ops.log_softmax(logits, axis=-1) if logits is not None else ops.log(ops.clip(y_pred, keras.backend.epsilon(), 1.0))
+        hard = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # (batch,), from the logits when it can
+        return (1.0 - self.smoothing) * hard - self.smoothing * ops.mean(log_p, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "smoothing": self.smoothing}
 
 
 _CONV_NAME = re.compile(r"^block(\d+)_conv(\d+)$")

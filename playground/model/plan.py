@@ -11,10 +11,12 @@ Layer names (b, c, k count from 1):
     image -> augment_crop, augment_flip, augment_rotation, augment_shift,
              augment_brightness, augment_contrast (those switched on)
           -> normalize
+          -> [whiten whiten_act] (patch whitening)
           -> per block b: block{b}_conv{c} [block{b}_bn{c}] block{b}_act{c} (c = 1..convs_per_block)
              with residual: block{b}_shortcut [block{b}_shortcut_bn] (projection when the
              shape changes) and block{b}_add before the last activation of the block;
-             then block{b}_pool (unless pooling is "none") and block{b}_dropout (if conv_dropout > 0)
+             then block{b}_pool (unless pooling is "none"; right after the first conv's activation
+             with pool_first) and block{b}_dropout (if conv_dropout > 0)
           -> flatten | global_pool
           -> per hidden layer k: [dense{k}_dropout] dense{k} dense{k}_act
           -> [logits_dropout] logits -> probabilities
@@ -29,7 +31,7 @@ from typing import Any
 import keras
 
 from playground.model import preprocess
-from playground.model.layers import FusedBatchNormalization
+from playground.model.layers import FusedBatchNormalization, PatchWhitening
 from playground.spec.experiment import ExperimentSpec
 
 # Momentum of the batch-norm moving statistics: 0.9 settles within the few
@@ -138,6 +140,17 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
     add(cls, **kwargs)
 
     channels = input_shape[2]
+    if a.patch_whitening:
+        # (H, W, C) -> (H - 1, W - 1, 8C): each 2x2 patch's principal directions and their negatives.
+        channels = 8 * channels
+        add("PatchWhitening", "whiten", filters=channels, kernel_size=2)
+        activation("whiten_act")
+
+    def pool(b: int) -> None:
+        if a.pooling != "none":
+            pool_cls = "MaxPooling2D" if a.pooling == "max" else "AveragePooling2D"
+            add(pool_cls, f"block{b}_pool", pool_size=2, strides=2, padding="valid")
+
     for b, filters in enumerate(a.filters, start=1):
         if a.residual:
             add(None, inputs=("x",), output="block_input")
@@ -160,10 +173,9 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
                     shortcut = "shortcut"
                 add("Add", f"block{b}_add", inputs=("x", shortcut))
             activation(f"block{b}_act{c}")
+            if c == (1 if a.pool_first else a.convs_per_block):
+                pool(b)
         channels = filters
-        if a.pooling != "none":
-            pool_cls = "MaxPooling2D" if a.pooling == "max" else "AveragePooling2D"
-            add(pool_cls, f"block{b}_pool", pool_size=2, strides=2, padding="valid")
         if a.conv_dropout:
             add("Dropout", f"block{b}_dropout", rate=a.conv_dropout, seed=preprocess.layer_seed(seed, f"block{b}_dropout"))
 
@@ -185,7 +197,8 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
 
 
 # Layer classes of the playground that a plan may name, next to those of keras.layers.
-CUSTOM_LAYERS = {**preprocess.CUSTOM_LAYERS, "FusedBatchNormalization": FusedBatchNormalization}
+CUSTOM_LAYERS = {**preprocess.CUSTOM_LAYERS, "FusedBatchNormalization": FusedBatchNormalization,
+                 "PatchWhitening": PatchWhitening}
 # How the exported code writes them: the fused batch norm is plain Keras batch norm (same weights, same maths).
 _EXPORTED_AS = {"FusedBatchNormalization": "layers.BatchNormalization"}
 

@@ -78,6 +78,8 @@ class ArchSpec:
     global_pool: bool = False  # global average pooling before the head instead of flattening
     activation: str = "relu"  # activation after every conv and hidden dense layer
     batch_norm: bool = True  # batch normalisation between each conv and its activation
+    patch_whitening: bool = False  # a fixed first layer that whitens each 2x2 patch (PCA of the training patches)
+    pool_first: bool = False  # pool after each block's first conv, so its other convs run at half the size
     conv_dropout: float = 0.0  # dropout rate after each conv block
     residual: bool = False  # add a shortcut around the convs of each block (ResNet style)
     dense_units: tuple[int, ...] = (128,)  # hidden dense layers of the head; () = none
@@ -99,6 +101,7 @@ class TrainSpec:
     learning_rate: float = 0.01  # initial (peak, for one-cycle) learning rate
     schedule: str = "one_cycle"  # learning-rate schedule over all epochs
     batch_size: int = 256  # images per gradient step
+    label_smoothing: float = 0.0  # share of each target spread evenly over all classes
     epochs: int = 4  # passes over the training images
     time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
 
@@ -118,7 +121,8 @@ class ExperimentSpec:
         """Nested plain-JSON dict (tuples become lists); the arch section still writes conv_blocks."""
         data: dict[str, Any] = {section_name: {} for section_name in _SECTIONS}
         for name, section_name in FIELD_SECTIONS.items():
-            data[section_name][name] = get_value(self, name)
+            if _written(self, name):
+                data[section_name][name] = get_value(self, name)
         data.update(seed=self.seed, preset=self.preset)
         return json.loads(json.dumps(data))
 
@@ -159,8 +163,8 @@ class ExperimentSpec:
         return cls.from_dict(data)
 
     def to_query_params(self) -> dict[str, str]:
-        """Flat {key: string} for a URL; every field is written so the link is complete."""
-        return {name: _to_string(get_value(self, name)) for name in field_names()}
+        """Flat {key: string} for a URL; every field is written so the link is complete (see `LATER_FIELDS`)."""
+        return {name: _to_string(get_value(self, name)) for name in field_names() if _written(self, name)}
 
     @classmethod
     def from_query_params(cls, params: Mapping[str, Any], base: "ExperimentSpec | None" = None) -> "ExperimentSpec":
@@ -193,6 +197,16 @@ class ExperimentSpec:
     def spec_id(self) -> str:
         """Short stable hash of the spec, for caches and run names."""
         return hashlib.sha256(self.to_json(indent=None).encode()).hexdigest()[:10]
+
+
+# Fields added after links, saved runs and spec ids existed, with the value that means "as before".
+# They are written only when they differ from it, so every older spec keeps its JSON, its id and its link,
+# and a link or file without them means that value (which it did).
+LATER_FIELDS: dict[str, Any] = {"patch_whitening": False, "pool_first": False, "label_smoothing": 0.0}
+
+
+def _written(spec: "ExperimentSpec", name: str) -> bool:
+    return name not in LATER_FIELDS or get_value(spec, name) != LATER_FIELDS[name]
 
 
 _SECTIONS = {"data": DataSpec, "preprocess": PreprocessSpec, "arch": ArchSpec, "train": TrainSpec}

@@ -143,6 +143,13 @@ FIELDS: dict[str, FieldInfo] = {
     "global_pool": FieldInfo("Global average pooling before the head", TOGGLE, advanced=True),
     "activation": FieldInfo("Activation", SELECT, choices=ACTIVATIONS),
     "batch_norm": FieldInfo("Batch normalization", TOGGLE),
+    "patch_whitening": FieldInfo(
+        "Patch-whitening first layer", TOGGLE, advanced=True,
+        help="A fixed 2x2 conv whose filters are the principal directions of the training images' 2x2 patches, "
+             "scaled to unit variance: the next layers start on decorrelated inputs and learn sooner."),
+    "pool_first": FieldInfo(
+        "Pool after each block's first conv", TOGGLE, advanced=True,
+        help="With several convs per block, the later convs run on the pooled, 4 times smaller map: cheaper."),
     "conv_dropout": FieldInfo(
         "Dropout after each conv block", SELECT_SLIDER, "Conv dropout", lo=0.0, hi=0.9, stops=_DROPOUTS,
         fmt="percent", advanced=True),
@@ -165,6 +172,10 @@ FIELDS: dict[str, FieldInfo] = {
     "schedule": FieldInfo("Learning-rate schedule", SELECT, choices=SCHEDULES, advanced=True),
     "batch_size": FieldInfo(
         "Batch size", SELECT_SLIDER, "The batch size", lo=1, hi=4096, stops=(8, 16, 32, 64, 100, 128, 256, 512, 1024)),
+    "label_smoothing": FieldInfo(
+        "Label smoothing", SELECT_SLIDER, "Label smoothing", lo=0.0, hi=0.5, stops=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
+        fmt="percent", advanced=True,
+        help="Train towards targets that give this share to all classes evenly: less over-confident predictions."),
     "epochs": FieldInfo(
         "Epochs", SELECT_SLIDER, "Epochs", lo=1, hi=200,
         stops=(1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200)),

@@ -29,7 +29,8 @@ class Problem:
 
 
 _PATH_SUFFIXES = (".npz", ".zip")
-_SHAPE_FIELDS = {"conv_blocks", "filters", "convs_per_block", "kernel_size", "stride", "padding", "pooling", "dense_units", "batch_size"}
+_SHAPE_FIELDS = {"conv_blocks", "filters", "convs_per_block", "kernel_size", "stride", "padding", "pooling", "pool_first",
+                 "patch_whitening", "dense_units", "batch_size"}
 
 
 def check(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None = None, *, shapes: bool = True) -> list[Problem]:
@@ -81,6 +82,8 @@ def _residual_rule(spec: ExperimentSpec) -> str | None:
     if spec.arch.residual and spec.arch.padding != "same":
         return ("Residual connections need SAME padding, so the shortcut and the convs have the same size. "
                 f"Received: padding={spec.arch.padding!r}")
+    if spec.arch.residual and spec.arch.pool_first and spec.arch.pooling != "none":
+        return "Residual connections need the pooling after the block, so the shortcut and the convs have the same size: turn off pooling after the first conv."
     return None
 
 
@@ -113,6 +116,15 @@ def _shape_problems(spec: ExperimentSpec, input_shape: tuple[int, int, int]) -> 
     flops = 0  # forward pass, one image (as the layer table counts them: 2 per multiply-add)
     kept = h * w * channels  # activation values one image keeps for the backward pass
     tensors_per_conv = 3 if a.batch_norm else 2  # conv output, [normalised,] activated
+    if a.patch_whitening:
+        # A 2x2 VALID conv from C channels to 8C (4C patch directions and their negatives), then the activation.
+        if h < 2 or w < 2:
+            return [Problem("patch_whitening", f"Patch whitening needs images of at least 2x2 pixels. Received: {where}")]
+        h, w, whitened = h - 1, w - 1, 8 * channels
+        params += 4 * channels * whitened + whitened
+        flops += 2 * h * w * whitened * 4 * channels
+        kept += 2 * h * w * whitened
+        channels = whitened
     for block in range(a.conv_blocks):
         for conv in range(a.convs_per_block):
             stride = a.stride if conv == 0 else 1
@@ -124,11 +136,11 @@ def _shape_problems(spec: ExperimentSpec, input_shape: tuple[int, int, int]) -> 
             flops += 2 * h * w * a.filters[block] * a.kernel_size * a.kernel_size * channels
             kept += tensors_per_conv * h * w * a.filters[block]
             channels = a.filters[block]
-        if a.pooling != "none":
-            h, w = h // 2, w // 2
-            if h == 0 or w == 0:
-                return [Problem("conv_blocks", f"The feature map shrinks to zero after the {_ordinal(block + 1)} pooling on {where}; use fewer conv blocks, SAME padding or stride 1. Received: conv_blocks={a.conv_blocks}")]
-            kept += h * w * channels
+            if a.pooling != "none" and conv == (0 if a.pool_first else a.convs_per_block - 1):
+                h, w = h // 2, w // 2
+                if h == 0 or w == 0:
+                    return [Problem("conv_blocks", f"The feature map shrinks to zero after the {_ordinal(block + 1)} pooling on {where}; use fewer conv blocks, SAME padding or stride 1. Received: conv_blocks={a.conv_blocks}")]
+                kept += h * w * channels
     features = channels if a.global_pool else h * w * channels
     for units in a.dense_units:
         params += features * units + units

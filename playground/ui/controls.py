@@ -41,8 +41,10 @@ DATA_CONTROLS = ("sample_size", "validation_split")  # after the dataset; then t
 PREPROCESS_CONTROLS = ("normalization", "flip", "rotation", "shift", "crop_padding", "brightness", "contrast")
 # Architecture: the block count and the filters come first, the dense layers' text box in between.
 ARCH_CONTROLS_BEFORE_DENSE = ("kernel_size", "padding", "pooling", "activation", "batch_norm")
-ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "stride", "residual", "global_pool", "conv_dropout", "init", "weight_decay")
-TRAIN_CONTROLS = ("optimizer", "learning_rate", "batch_size", "epochs", "schedule", "time_budget")  # then the seed
+ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "pool_first", "stride", "residual", "global_pool",
+                             "patch_whitening", "conv_dropout", "init", "weight_decay")
+TRAIN_CONTROLS = ("optimizer", "learning_rate", "batch_size", "epochs", "schedule", "label_smoothing",
+                  "time_budget")  # then the seed
 
 
 def key(name: str) -> str:
