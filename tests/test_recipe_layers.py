@@ -77,7 +77,8 @@ def test_exported_code_sets_the_same_whitening(channels):
     x = correlated_images(40, 16, channels)
     ours = models.build_model(spec, (16, 16, channels), 4, x_sample=x)
     code = models.export_keras_code(spec, (16, 16, channels), 4)
-    assert "label smoothing 0.1" in code
+    assert "label smoothing 0.1" in code and "mirror image" not in code
+    assert "mirror image's probabilities" in models.export_keras_code(spec.with_values(test_time_flip=True), (16, 16, channels), 4)
     namespace = {"__name__": "exported"}
     exec(compile(code, "<exported>", "exec"), namespace)
     theirs = namespace["build_model"](x_sample=x)
@@ -88,7 +89,8 @@ def test_pool_first_pools_after_the_first_conv():
     spec = tiny_spec(convs_per_block=2, pool_first=True, filters="4,8")
     model = models.build_model(spec, (16, 16, 1), 3)
     names = [layer.name for layer in model.layers]
-    assert names.index("block1_pool") == names.index("block1_act1") + 1
+    assert names.index("block1_pool") == names.index("block1_conv1") + 1  # then its batch norm and activation
+    assert model.get_layer("block1_act1").output.shape[1:3] == (8, 8)
     assert model.get_layer("block1_conv2").output.shape[1:3] == (8, 8)
     assert model.get_layer("block2_conv2").output.shape[1:3] == (4, 4)
     # Cheaper than pooling at the end of the block: the second convs run on the pooled map.
@@ -138,3 +140,38 @@ def test_compile_uses_label_smoothing_only_when_asked():
     models.compile_model(model, tiny_spec(), steps_per_epoch=1)
     assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
     assert tf.executing_eagerly()
+
+
+def test_test_time_flip_averages_the_image_and_its_mirror_everywhere_a_run_is_scored():
+    from playground.analysis import activations
+    from playground.runs.evaluation import evaluate_model
+
+    spec = tiny_spec(test_time_flip=True)
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (12, 10, 10, 1)).astype(np.uint8)
+    y = rng.integers(0, 3, 12).astype(np.int32)
+    model = models.build_model(spec, (10, 10, 1), 3)
+    plain = np.asarray(model(x.astype(np.float32), training=False))
+    mirrored = np.asarray(model(x[:, :, ::-1].astype(np.float32), training=False))
+    expected = (plain + mirrored) / 2
+    assert not np.allclose(plain, expected, atol=1e-4)  # the mirror image changes the prediction
+    np.testing.assert_allclose(np.asarray(models.predict_probabilities(model, x.astype(np.float32))), expected, atol=1e-6)
+    np.testing.assert_allclose(evaluate_model(model, x, y).probabilities, expected, atol=1e-6)
+    np.testing.assert_allclose(activations.predict(model, x[3]), expected[3], atol=1e-6)
+    # Without the setting, the model's own output.
+    off = models.build_model(spec.with_values(test_time_flip=False), (10, 10, 1), 3)
+    np.testing.assert_allclose(np.asarray(models.predict_probabilities(off, x.astype(np.float32))),
+                               np.asarray(off(x.astype(np.float32), training=False)), atol=1e-6)
+
+
+def test_a_run_with_test_time_flip_reports_the_test_accuracy_its_evaluation_gives():
+    from playground.data.builtin import load_shapes
+    from playground.runs.evaluation import evaluate_model
+    from playground.training import loop
+
+    dataset = load_shapes(0.2, seed=0)
+    spec = tiny_spec(dataset="shapes", sample_size=300, test_time_flip=True, epochs=2, batch_size=32)
+    result = loop.train(spec, dataset)
+    evaluation = evaluate_model(result.model, dataset.x_test, dataset.y_test)
+    accuracy = float(np.mean(evaluation.probabilities.argmax(axis=1) == dataset.y_test))
+    assert result.test_accuracy == pytest.approx(accuracy, abs=1e-6)

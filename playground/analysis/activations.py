@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from playground.model.network import BUILD_LOCK
+from playground.model.network import BUILD_LOCK, predict_probabilities
 from playground.runs.record import RunRecord
 
 INITIAL_FILTERS_FILE = "initial_first_conv.npy"  # in a run folder: the first conv's kernel before training
@@ -185,12 +185,12 @@ def first_layer_filters(source: keras.Model | np.ndarray | str | PathLike | RunR
 
 
 def predict(model: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Class probabilities for one image (a direct call, not the slow `model.predict`).
+    """Class probabilities for one image (a direct call, not the slow `model.predict`; with test-time flip if the spec has it).
 
     Returns:
         float32 (num_classes,).
     """
-    return np.asarray(model(_as_image_batch(model, image), training=False)[0], dtype=np.float32)
+    return np.asarray(predict_probabilities(model, _as_image_batch(model, image))[0], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------

@@ -230,7 +230,9 @@ class Predictor:
 
     def _call_model(self, x):
         # (batch, H, W, C) raw pixels -> (batch, num_classes) probabilities; dropout and augmentation off.
-        return self.model(x, training=False)
+        from playground.model.network import predict_probabilities
+
+        return predict_probabilities(self.model, x)
 
     @classmethod
     def from_run(cls, run_id: str, store: RunStore | None = None) -> Predictor:

@@ -62,6 +62,8 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
         f"Trained in the playground with {t.optimizer}, learning rate {t.learning_rate:g} ({t.schedule}),",
         f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy"
         + (f" with label smoothing {t.label_smoothing:g}." if t.label_smoothing else "."),
+        *(["Its test accuracy and predictions average each image's and its mirror image's probabilities."]
+          if spec.preprocess.test_time_flip else []),
         '"""',
         "",
     ]

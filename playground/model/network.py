@@ -47,6 +47,7 @@ __all__ = [
     "OneCycle",
     "SmoothedSparseCrossentropy",
     "adapt_whitening",
+    "predict_probabilities",
     "learning_rate_schedule",
     "DEFAULT_STEPS_PER_EXECUTION",
 ]
@@ -102,11 +103,32 @@ def build_model(
             raise SpecError(f"x_sample must hold images of the input shape {input_shape}. Received: x_sample.shape={x_sample.shape}")
     with BUILD_LOCK:
         model = layer_plan.wire(layer_plan.plan_layers(spec, input_shape, num_classes), input_shape)
+        model.test_time_flip = spec.preprocess.test_time_flip  # read by `predict_probabilities`
         if adapt:
             preprocess.adapt_normalizer(model.get_layer("normalize"), x_sample)
         if spec.arch.patch_whitening and x_sample is not None:
             adapt_whitening(model, np.asarray(x_sample))
     return model
+
+
+def predict_probabilities(model: keras.Model, x):
+    """The class probabilities the playground reports for images: dropout and augmentation off.
+
+    With the spec's test-time flip, the mean of the probabilities of each
+    image and of its mirror image (the model's `test_time_flip`, set by
+    `build_model`); every score and prediction of a run goes through here.
+
+    Args:
+        model: a model from `build_model`.
+        x: (N, H, W, C) raw pixels 0..255, a tensor or an array.
+
+    Returns:
+        (N, num_classes) probabilities, a tensor.
+    """
+    probabilities = model(x, training=False)
+    if getattr(model, "test_time_flip", False):
+        probabilities = 0.5 * (probabilities + model(ops.flip(ops.convert_to_tensor(x), axis=2), training=False))
+    return probabilities
 
 
 # Images whose patches set the whitening filters (evenly spaced over the sample).

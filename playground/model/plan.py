@@ -15,8 +15,8 @@ Layer names (b, c, k count from 1):
           -> per block b: block{b}_conv{c} [block{b}_bn{c}] block{b}_act{c} (c = 1..convs_per_block)
              with residual: block{b}_shortcut [block{b}_shortcut_bn] (projection when the
              shape changes) and block{b}_add before the last activation of the block;
-             then block{b}_pool (unless pooling is "none"; right after the first conv's activation
-             with pool_first) and block{b}_dropout (if conv_dropout > 0)
+             then block{b}_pool (unless pooling is "none"; with pool_first right after
+             block{b}_conv1 instead) and block{b}_dropout (if conv_dropout > 0)
           -> flatten | global_pool
           -> per hidden layer k: [dense{k}_dropout] dense{k} dense{k}_act
           -> [logits_dropout] logits -> probabilities
@@ -158,6 +158,8 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
             stride = a.stride if c == 1 else 1
             add("Conv2D", f"block{b}_conv{c}", filters=filters, kernel_size=a.kernel_size, strides=stride,
                 padding=a.padding, use_bias=not a.batch_norm, **weights(f"block{b}_conv{c}"))
+            if a.pool_first and c == 1:
+                pool(b)  # batch norm, activation and the later convs on the 4x smaller map (max pooling commutes with them)
             if a.batch_norm:
                 add("FusedBatchNormalization", f"block{b}_bn{c}", momentum=BN_MOMENTUM)
             if a.residual and c == a.convs_per_block:
@@ -173,8 +175,8 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
                     shortcut = "shortcut"
                 add("Add", f"block{b}_add", inputs=("x", shortcut))
             activation(f"block{b}_act{c}")
-            if c == (1 if a.pool_first else a.convs_per_block):
-                pool(b)
+        if not a.pool_first:
+            pool(b)
         channels = filters
         if a.conv_dropout:
             add("Dropout", f"block{b}_dropout", rate=a.conv_dropout, seed=preprocess.layer_seed(seed, f"block{b}_dropout"))

@@ -112,6 +112,8 @@ def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_si
     """
     import tensorflow as tf
 
+    from playground.model.network import predict_probabilities
+
     from playground.analysis import activations
 
     x = np.asarray(x)
@@ -119,8 +121,8 @@ def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_si
     expected = tuple(model.inputs[0].shape[1:])
     if x.ndim != 4 or x.shape[1:] != expected or len(x) != len(y):
         raise EvaluationError(f"The model takes images of shape {expected}, one label each. Received: images {x.shape}, {len(y)} labels")
-    # model(x, training=False) batch by batch: no Keras predict loop, dropout and augmentation off.
-    chunks = [np.asarray(model(tf.constant(x[i:i + batch_size], tf.float32), training=False))
+    # Batch by batch, as every prediction is made: no Keras predict loop, dropout and augmentation off.
+    chunks = [np.asarray(predict_probabilities(model, tf.constant(x[i:i + batch_size], tf.float32)))
               for i in range(0, len(x), batch_size)]
     num_classes = int(model.outputs[0].shape[-1])
     probabilities = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, num_classes), np.float32)

@@ -55,6 +55,7 @@ class PreprocessSpec:
     normalization: str = "scale"  # "scale" 0..1, "per_image" whitening, or "dataset" mean/std
     crop_padding: int = 0  # random crop: pad by this many pixels, crop back to size; 0 = off
     flip: bool = False  # random horizontal flip
+    test_time_flip: bool = False  # predictions average the image's and its mirror image's (test-time augmentation)
     rotation: float = 0.0  # random rotation up to +- this many degrees
     shift: float = 0.0  # random shift up to +- this fraction of height/width
     brightness: float = 0.0  # random brightness change up to +- this fraction of the range
@@ -79,7 +80,7 @@ class ArchSpec:
     activation: str = "relu"  # activation after every conv and hidden dense layer
     batch_norm: bool = True  # batch normalisation between each conv and its activation
     patch_whitening: bool = False  # a fixed first layer that whitens each 2x2 patch (PCA of the training patches)
-    pool_first: bool = False  # pool after each block's first conv, so its other convs run at half the size
+    pool_first: bool = False  # pool right after each block's first conv, so the rest of the block runs at half the size
     conv_dropout: float = 0.0  # dropout rate after each conv block
     residual: bool = False  # add a shortcut around the convs of each block (ResNet style)
     dense_units: tuple[int, ...] = (128,)  # hidden dense layers of the head; () = none
@@ -202,7 +203,8 @@ class ExperimentSpec:
 # Fields added after links, saved runs and spec ids existed, with the value that means "as before".
 # They are written only when they differ from it, so every older spec keeps its JSON, its id and its link,
 # and a link or file without them means that value (which it did).
-LATER_FIELDS: dict[str, Any] = {"patch_whitening": False, "pool_first": False, "label_smoothing": 0.0}
+LATER_FIELDS: dict[str, Any] = {"test_time_flip": False, "patch_whitening": False, "pool_first": False,
+                                "label_smoothing": 0.0}
 
 
 def _written(spec: "ExperimentSpec", name: str) -> bool:

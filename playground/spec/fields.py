@@ -118,6 +118,10 @@ FIELDS: dict[str, FieldInfo] = {
     "normalization": FieldInfo("Normalization", SELECT, choices=NORMALIZATIONS),
     "crop_padding": FieldInfo("Random crop padding (pixels)", SLIDER, "Random-crop padding", lo=0, hi=16, advanced=True),
     "flip": FieldInfo("Random horizontal flip", TOGGLE),
+    "test_time_flip": FieldInfo(
+        "Test-time flip", TOGGLE, advanced=True,
+        help="Predict from the image and its mirror image and average the two: steadier predictions for data "
+             "whose mirror images look alike (photos, clothes; not digits or letters)."),
     "rotation": FieldInfo(
         "Random rotation (degrees)", SELECT_SLIDER, "Rotation (degrees)", lo=0.0, hi=180.0,
         stops=(0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 90.0, 180.0), fmt="degrees"),
@@ -148,8 +152,8 @@ FIELDS: dict[str, FieldInfo] = {
         help="A fixed 2x2 conv whose filters are the principal directions of the training images' 2x2 patches, "
              "scaled to unit variance: the next layers start on decorrelated inputs and learn sooner."),
     "pool_first": FieldInfo(
-        "Pool after each block's first conv", TOGGLE, advanced=True,
-        help="With several convs per block, the later convs run on the pooled, 4 times smaller map: cheaper."),
+        "Pool right after each block's first conv", TOGGLE, advanced=True,
+        help="The block's batch norm, activation and later convs then run on the pooled, 4 times smaller map: cheaper."),
     "conv_dropout": FieldInfo(
         "Dropout after each conv block", SELECT_SLIDER, "Conv dropout", lo=0.0, hi=0.9, stops=_DROPOUTS,
         fmt="percent", advanced=True),

@@ -28,6 +28,19 @@ _CIFAR_FAST = Preset(
     TrainSpec(optimizer="adam", learning_rate=0.003, schedule="one_cycle", batch_size=128, epochs=9),
 )
 
+# Airbench's ingredients (Keller Jordan's CIFAR-10 speed records) that the settings can say, sized for a 2-core CPU.
+_CIFAR_WHITENED = Preset(
+    "cifar_whitened", "CIFAR whitened (airbench-style, 10 minutes)",
+    "A patch-whitening first layer, three blocks of two 3x3 convs (64, 128, 256 filters) that pool after their first "
+    "conv, batch norm, GELU, global average pooling, label smoothing, flips and 2-pixel crops, Nesterov SGD with a "
+    "one-cycle schedule: about 85% on CIFAR-10 in 4 epochs, under 10 minutes on a 2-core CPU.",
+    PreprocessSpec(normalization="dataset", flip=True, crop_padding=2, test_time_flip=True),
+    ArchSpec(filters=(64, 128, 256), convs_per_block=2, pool_first=True, patch_whitening=True, global_pool=True,
+             activation="gelu", dense_units=(), dropout=0.0, weight_decay=5e-4),
+    TrainSpec(optimizer="nesterov", learning_rate=0.4, schedule="one_cycle", batch_size=512, epochs=4,
+              label_smoothing=0.2),
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -107,6 +120,7 @@ PRESETS: dict[str, Preset] = {
                         "in under 20 minutes on a 2-core CPU.",
             train=replace(_CIFAR_FAST.train, epochs=19),
         ),
+        _CIFAR_WHITENED,
     ]
 }
 

@@ -376,8 +376,7 @@ def train(
         verbose=0,
     )  # a diverged run ends with the weights of its last good epoch (DivergenceGuard)
 
-    test = model.evaluate(_eval_batches(dataset.x_test, dataset.y_test), verbose=0, return_dict=True)
-    test_loss, test_accuracy = float(test["loss"]), float(test["accuracy"])
+    test_loss, test_accuracy = _test_scores(model, dataset.x_test, dataset.y_test)
     remember_history(model, history, initial_first_conv)
     message = state.message or _final_message(
         state.stop_reason, spec, state.epochs_completed, state.epochs_completed - initial_epoch, clock.elapsed(),
@@ -397,6 +396,24 @@ def _result(model: keras.Model, state: callbacks.RunState, clock: callbacks.Cloc
         stop_reason=stop_reason, message=message, params=int(model.count_params()),
         initial_first_conv=initial_first_conv, test_size=test_size,
     )
+
+
+def _test_scores(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(loss, accuracy) on the test set, as the run's predictions are made (with test-time flip if the spec has it).
+
+    Without test-time flip this is `model.evaluate` (its step is traced ahead by
+    the warm-up); with it, the cross-entropy and accuracy of the averaged probabilities.
+    """
+    if not getattr(model, "test_time_flip", False):
+        test = model.evaluate(_eval_batches(x, y), verbose=0, return_dict=True)
+        return float(test["loss"]), float(test["accuracy"])
+    forward = tf.function(lambda images: models.predict_probabilities(model, images), reduce_retracing=True)
+    losses, hits = [], 0
+    for images, labels in _eval_batches(x, y):
+        probabilities = forward(tf.cast(images, tf.float32))  # (batch, classes)
+        losses.append(np.asarray(keras.losses.sparse_categorical_crossentropy(labels, probabilities)))
+        hits += int(np.sum(np.argmax(np.asarray(probabilities), axis=-1) == labels.numpy()))
+    return float(np.mean(np.concatenate(losses))) if losses else float("nan"), hits / max(len(x), 1)
 
 
 def _untrained_point(model: keras.Model, x: np.ndarray, y: np.ndarray, steps_per_epoch: int) -> events.Batch:

@@ -38,7 +38,7 @@ CLASSROOM_KEY = "pg_classroom"  # hide advanced controls
 
 # The order of the controls in each sidebar group (labels, stops and the rest: spec.fields.FIELDS).
 DATA_CONTROLS = ("sample_size", "validation_split")  # after the dataset; then the upload and the shapes noise
-PREPROCESS_CONTROLS = ("normalization", "flip", "rotation", "shift", "crop_padding", "brightness", "contrast")
+PREPROCESS_CONTROLS = ("normalization", "flip", "test_time_flip", "rotation", "shift", "crop_padding", "brightness", "contrast")
 # Architecture: the block count and the filters come first, the dense layers' text box in between.
 ARCH_CONTROLS_BEFORE_DENSE = ("kernel_size", "padding", "pooling", "activation", "batch_norm")
 ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "pool_first", "stride", "residual", "global_pool",
