@@ -260,7 +260,7 @@ def training_estimate(spec: ExperimentSpec, input_shape: tuple[int, int, int] | 
     if size is None or flops is None:
         return None
     images = cost.train_images(size, spec.data.sample_size, spec.data.validation_split)
-    seconds = cost.epoch_seconds(flops, images, rate_calibration().rate())
+    seconds = cost.epoch_seconds(flops, images, rate_calibration().rate(flops))
     total = seconds * spec.train.epochs
     if spec.train.time_budget:
         total = min(total, spec.train.time_budget)
