@@ -75,8 +75,9 @@ class PatchWhitening(keras.layers.Conv2D):
     signs). Over the training patches the outputs are decorrelated with unit
     variance, so the convs after it start on well-conditioned inputs; fast
     CIFAR-10 records (e.g. Keller Jordan's airbench) begin with this layer.
-    `adapt` sets the filters from images and the filters are not trained; the
-    bias, which starts at minus the mean patch's projection, is.
+    `adapt` sets the filters from images (they are zeros before) and the
+    filters are not trained; the bias, which starts at minus the mean patch's
+    projection, is.
 
     Args:
         filters: output channels, 2 * kernel_size^2 * C.
@@ -87,6 +88,7 @@ class PatchWhitening(keras.layers.Conv2D):
 
     def __init__(self, filters, kernel_size=2, epsilon=5e-4, **kwargs):
         kwargs.update(padding="valid", strides=1, use_bias=True)
+        kwargs.setdefault("kernel_initializer", "zeros")  # until `adapt` (or loaded weights) set it: same for every build
         super().__init__(filters, kernel_size, **kwargs)
         self.epsilon = float(epsilon)
 
