@@ -159,7 +159,7 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
             add("Conv2D", f"block{b}_conv{c}", filters=filters, kernel_size=a.kernel_size, strides=stride,
                 padding=a.padding, use_bias=not a.batch_norm, **weights(f"block{b}_conv{c}"))
             if a.pool_first and c == 1:
-                pool(b)  # batch norm, activation and the later convs on the 4x smaller map (max pooling commutes with them)
+                pool(b)  # the block's batch norm, activation and later convs then run on the 4x smaller map
             if a.batch_norm:
                 add("FusedBatchNormalization", f"block{b}_bn{c}", momentum=BN_MOMENTUM)
             if a.residual and c == a.convs_per_block:

@@ -83,7 +83,8 @@ def _residual_rule(spec: ExperimentSpec) -> str | None:
         return ("Residual connections need SAME padding, so the shortcut and the convs have the same size. "
                 f"Received: padding={spec.arch.padding!r}")
     if spec.arch.residual and spec.arch.pool_first and spec.arch.pooling != "none":
-        return "Residual connections need the pooling after the block, so the shortcut and the convs have the same size: turn off pooling after the first conv."
+        return ("Residual connections need the pooling after the block, so the shortcut and the convs have the same "
+                "size: turn off pooling after the first conv.")
     return None
 
 
