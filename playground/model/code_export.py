@@ -120,6 +120,7 @@ def _render(step: layer_plan.Step, shapes: dict[str, tuple]) -> list[str]:
             f"    whiten_input, whiten = {args}, {layer_plan.render_call(step)}",
             f"    {step.output} = whiten({args})  {comment}",
             "    if x_sample is not None:  # the filters come from the patches of normalised training images",
-            '        whiten.adapt(keras.Model(inputs, whiten_input)(x_sample[:5000].astype("float32")))',
+            "        sample = x_sample[:: max(1, len(x_sample) // 5000)][:5000]  # evenly spaced, as the playground takes them",
+        '        whiten.adapt(keras.Model(inputs, whiten_input)(sample.astype("float32")))',
         ]
     return [f"    {step.output} = {layer_plan.render_call(step)}({args})  {comment}"]

@@ -86,8 +86,8 @@ def build_model(
             per-channel mean and variance the "dataset" normaliser takes, and
             whose 2x2 patches set the patch-whitening filters. Without it a
             "dataset" model starts with mean 0 and variance 1 and the
-            whitening filters at their random start, as when it is rebuilt to
-            load saved weights (which hold all of them).
+            whitening filters at zero, as when it is rebuilt to load saved
+            weights (which hold all of them).
 
     Returns:
         An uncompiled `keras.Model` from input "image" to output "probabilities".
@@ -131,7 +131,7 @@ def predict_probabilities(model: keras.Model, x):
     return probabilities
 
 
-# Images whose patches set the whitening filters (evenly spaced over the sample).
+# Images whose patches set the whitening filters (evenly spaced over the sample; the exported code says 5000 too).
 WHITENING_SAMPLE = 5000
 
 
