@@ -292,6 +292,7 @@ def test_pause_step_resume_continue_the_same_curves(manager):
     assert paused.epoch == 0
 
     manager.step("alice", job_id)  # finish this epoch, then pause again
+    assert manager.info("alice", job_id).state == "running"  # at once: the page answering the click refreshes
     after_step = wait_for(lambda: (i := manager.info("alice", job_id)).state == "paused" and i.epoch == 1 and i,
                           what="the end of the stepped epoch")
     assert after_step.epoch == 1
@@ -299,6 +300,7 @@ def test_pause_step_resume_continue_the_same_curves(manager):
     assert manager.info("alice", job_id).epoch == 1  # still paused: no further epoch
 
     manager.resume("alice", job_id)
+    assert manager.info("alice", job_id).state == "running"
     done = manager.wait("alice", job_id, TIMEOUT)
     assert done.state == "done" and done.result.summary.epochs_completed == 3
     sent = manager.drain("alice", job_id)

@@ -564,6 +564,11 @@ class JobManager:
                 job.step = True  # it will pause after its first epoch
             elif job.state in ("starting", "running", "paused") and not job.stop_requested:
                 self._send(job.worker, events.ControlJob(job_id=job.job_id, action=command))
+                if job.state == "paused" and command in ("resume", "step"):
+                    # The worker goes on as soon as it reads the command; say so now, not when its
+                    # Resumed comes back, so the page that answers the click refreshes for a running job.
+                    job.state, job.paused_since = "running", None
+                    self._changed.notify_all()
             elif job.state not in ("queued",):
                 raise JobError(f"The job is {self._snapshot(job).state}, so it cannot {command}.")
 
