@@ -70,7 +70,8 @@ def test_preset_builds_and_rows_add_up_to_the_parameter_count(name, shape):
     model = preset_model(name, shape)
     assert model.input.shape[1:] == shape
     assert model.output.shape[1:] == (10,)
-    assert model.layers[-1].name == "probabilities" and model.layers[-2].name == "logits"
+    head = ["logits", "probabilities"] if PRESETS[name].arch.logit_scale == 1 else ["logits", "logit_scale", "probabilities"]
+    assert [layer.name for layer in model.layers[-len(head):]] == head
     rows = models.layer_table(model)
     assert [r.name for r in rows] == [layer.name for layer in model.layers]
     assert sum(r.params for r in rows) == model.count_params()

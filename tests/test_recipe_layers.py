@@ -1,4 +1,4 @@
-"""Patch whitening, pool-first blocks and label smoothing: the pieces of the fast CIFAR recipe."""
+"""Patch whitening, pool-first blocks, label smoothing, logit scale, global max pooling and test-time augmentation: the pieces of the fast CIFAR recipe."""
 
 import math
 
@@ -78,7 +78,8 @@ def test_exported_code_sets_the_same_whitening(channels):
     ours = models.build_model(spec, (16, 16, channels), 4, x_sample=x)
     code = models.export_keras_code(spec, (16, 16, channels), 4)
     assert "label smoothing 0.1" in code and "mirror image" not in code
-    assert "mirror image's probabilities" in models.export_keras_code(spec.with_values(test_time_flip=True), (16, 16, channels), 4)
+    tta = models.export_keras_code(spec.with_values(test_time_augmentation="flip_shift"), (16, 16, channels), 4)
+    assert "average the probabilities of each image and its mirror image" in tta
     namespace = {"__name__": "exported"}
     exec(compile(code, "<exported>", "exec"), namespace)
     theirs = namespace["build_model"](x_sample=x)
@@ -142,35 +143,88 @@ def test_compile_uses_label_smoothing_only_when_asked():
     assert tf.executing_eagerly()
 
 
-def test_test_time_flip_averages_the_image_and_its_mirror_everywhere_a_run_is_scored():
+def test_logit_scale_divides_the_softmax_temperature_and_the_loss_sees_the_scaled_logits():
+    spec = tiny_spec(logit_scale=0.125, label_smoothing=0.1)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (6, 8, 8, 1)).astype(np.float32)
+    labels = rng.integers(0, 3, 6)
+    model = models.build_model(spec, (8, 8, 1), 3)
+    raw = np.asarray(keras.Model(model.inputs, model.get_layer("logits").output)(x))  # (6, 3) unscaled
+    expected = np.asarray(keras.activations.softmax(0.125 * raw))
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, atol=1e-6)
+    # The training loss is the cross-entropy of the scaled logits, not of the raw ones.
+    models.compile_model(model, spec, steps_per_epoch=1)
+    loss = float(model.compute_loss(x=x, y=labels, y_pred=model(x, training=False)))
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)(np.eye(3)[labels], 0.125 * raw)
+    assert math.isclose(loss, float(reference), rel_tol=1e-5)
+    # Scale 1 adds no layer, so models made before the setting are unchanged.
+    assert "logit_scale" not in [layer.name for layer in models.build_model(tiny_spec(), (8, 8, 1), 3).layers]
+    assert 'layers.Rescaling(scale=0.125, name="logit_scale")' in models.export_keras_code(spec, (8, 8, 1), 3)
+
+
+def test_global_max_pooling_keeps_each_maps_strongest_response():
+    from playground.analysis import activations
+
+    spec = tiny_spec(global_pool=True, global_pool_kind="max", dense_units="")
+    model = models.build_model(spec, (8, 8, 1), 3)
+    assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalMaxPooling2D)
+    x = np.random.default_rng(4).integers(0, 256, (2, 8, 8, 1)).astype(np.float32)
+    maps = np.asarray(keras.Model(model.inputs, model.get_layer("global_pool").input)(x))  # (2, 2, 2, 8)
+    pooled = np.asarray(keras.Model(model.inputs, model.get_layer("global_pool").output)(x))  # (2, 8)
+    np.testing.assert_allclose(pooled, maps.max(axis=(1, 2)), atol=1e-6)
+    assert activations.last_conv_output(model) == "block2_act1"  # Grad-CAM stops at the pooling as it does for average
+    assert "layers.GlobalMaxPooling2D(name=\"global_pool\")" in models.export_keras_code(spec, (8, 8, 1), 3)
+    average = models.build_model(spec.with_values(global_pool_kind="avg"), (8, 8, 1), 3)
+    assert isinstance(average.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
+    assert "global_pool_kind" not in ExperimentSpec().with_values(global_pool=True).to_query_params()  # as before
+
+
+def tta_reference(model, x, views):
+    """The documented views and weights of each test-time augmentation, computed with numpy."""
+    predict = lambda images: np.asarray(model(images.astype(np.float32), training=False))
+
+    def with_shifts(images):
+        if views not in ("shift", "flip_shift"):
+            return predict(images)
+        padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        up_left, down_right = padded[:, :-2, :-2], padded[:, 2:, 2:]
+        return 0.5 * predict(images) + 0.25 * predict(up_left) + 0.25 * predict(down_right)
+
+    if views in ("flip", "flip_shift"):
+        return 0.5 * (with_shifts(x) + with_shifts(x[:, :, ::-1]))
+    return with_shifts(x)
+
+
+@pytest.mark.parametrize("views", ["flip", "shift", "flip_shift"])
+def test_test_time_augmentation_averages_its_views_everywhere_a_run_is_scored(views):
     from playground.analysis import activations
     from playground.runs.evaluation import evaluate_model
 
-    spec = tiny_spec(test_time_flip=True)
+    spec = tiny_spec(test_time_augmentation=views)
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (12, 10, 10, 1)).astype(np.uint8)
     y = rng.integers(0, 3, 12).astype(np.int32)
     model = models.build_model(spec, (10, 10, 1), 3)
     plain = np.asarray(model(x.astype(np.float32), training=False))
-    mirrored = np.asarray(model(x[:, :, ::-1].astype(np.float32), training=False))
-    expected = (plain + mirrored) / 2
-    assert not np.allclose(plain, expected, atol=1e-4)  # the mirror image changes the prediction
+    expected = tta_reference(model, x, views)
+    assert not np.allclose(plain, expected, atol=1e-4)  # the other views change the prediction
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, atol=1e-5)  # the weights add up to one
     np.testing.assert_allclose(np.asarray(models.predict_probabilities(model, x.astype(np.float32))), expected, atol=1e-6)
     np.testing.assert_allclose(evaluate_model(model, x, y).probabilities, expected, atol=1e-6)
     np.testing.assert_allclose(activations.predict(model, x[3]), expected[3], atol=1e-6)
     # Without the setting, the model's own output.
-    off = models.build_model(spec.with_values(test_time_flip=False), (10, 10, 1), 3)
+    off = models.build_model(spec.with_values(test_time_augmentation="none"), (10, 10, 1), 3)
     np.testing.assert_allclose(np.asarray(models.predict_probabilities(off, x.astype(np.float32))),
                                np.asarray(off(x.astype(np.float32), training=False)), atol=1e-6)
 
 
-def test_a_run_with_test_time_flip_reports_the_test_accuracy_its_evaluation_gives():
+def test_a_run_with_test_time_augmentation_reports_the_test_accuracy_its_evaluation_gives():
     from playground.data.builtin import load_shapes
     from playground.runs.evaluation import evaluate_model
     from playground.training import loop
 
     dataset = load_shapes(0.2, seed=0)
-    spec = tiny_spec(dataset="shapes", sample_size=300, test_time_flip=True, epochs=2, batch_size=32)
+    spec = tiny_spec(dataset="shapes", sample_size=300, test_time_augmentation="flip_shift", epochs=2, batch_size=32)
     result = loop.train(spec, dataset)
     evaluation = evaluate_model(result.model, dataset.x_test, dataset.y_test)
     accuracy = float(np.mean(evaluation.probabilities.argmax(axis=1) == dataset.y_test))

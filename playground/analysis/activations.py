@@ -185,7 +185,7 @@ def first_layer_filters(source: keras.Model | np.ndarray | str | PathLike | RunR
 
 
 def predict(model: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Class probabilities for one image (a direct call, not the slow `model.predict`; with test-time flip if the spec has it).
+    """Class probabilities for one image (a direct call, not the slow `model.predict`; with the spec's test-time augmentation).
 
     Returns:
         float32 (num_classes,).
@@ -208,7 +208,8 @@ def last_conv_output(model: keras.Model) -> str:
     candidate = None
     for layer in model.layers:
         shape = layer.output.shape
-        if isinstance(layer, (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.Dense)):
+        if isinstance(layer, (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D,
+                              keras.layers.GlobalMaxPooling2D, keras.layers.Dense)):
             break
         if len(shape) == 4 and layer.name != model.inputs[0].name and not isinstance(
             layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout, keras.layers.InputLayer)

@@ -15,6 +15,13 @@ from playground.spec.experiment import ExperimentSpec
 from playground.spec.presets import PRESETS
 from playground.spec.validation import validate
 
+# How the exported docstring names each test-time augmentation's views.
+_TTA_WORDS = {
+    "flip": "each image and its mirror image",
+    "shift": "each image (half) and its copies shifted one pixel up-left and down-right (a quarter each)",
+    "flip_shift": "each image and its mirror image (a quarter each) and those two shifted one pixel up-left and "
+                  "down-right (an eighth each)",
+}
 # The custom layers a plan may use, exported as the very classes `build_model` runs.
 _CUSTOM_LAYERS = {"RandomPadCrop": preprocess.RandomPadCrop, "PerImageStandardization": preprocess.PerImageStandardization,
                   "PatchWhitening": own_layers.PatchWhitening}
@@ -62,8 +69,8 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
         f"Trained in the playground with {t.optimizer}, learning rate {t.learning_rate:g} ({t.schedule}),",
         f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy"
         + (f" with label smoothing {t.label_smoothing:g}." if t.label_smoothing else "."),
-        *(["Its test accuracy and predictions average each image's and its mirror image's probabilities."]
-          if spec.preprocess.test_time_flip else []),
+        *([f"Its test accuracy and predictions average the probabilities of {_TTA_WORDS[tta]}."]
+          if (tta := spec.preprocess.test_time_augmentation) != "none" else []),
         '"""',
         "",
     ]

@@ -103,7 +103,7 @@ def build_model(
             raise SpecError(f"x_sample must hold images of the input shape {input_shape}. Received: x_sample.shape={x_sample.shape}")
     with BUILD_LOCK:
         model = layer_plan.wire(layer_plan.plan_layers(spec, input_shape, num_classes), input_shape)
-        model.test_time_flip = spec.preprocess.test_time_flip  # read by `predict_probabilities`
+        model.test_time_augmentation = spec.preprocess.test_time_augmentation  # read by `predict_probabilities`
         if adapt:
             preprocess.adapt_normalizer(model.get_layer("normalize"), x_sample)
         if spec.arch.patch_whitening and x_sample is not None:
@@ -114,9 +114,13 @@ def build_model(
 def predict_probabilities(model: keras.Model, x):
     """The class probabilities the playground reports for images: dropout and augmentation off.
 
-    With the spec's test-time flip, the mean of the probabilities of each
-    image and of its mirror image (the model's `test_time_flip`, set by
-    `build_model`); every score and prediction of a run goes through here.
+    With the spec's test-time augmentation (the model's `test_time_augmentation`,
+    set by `build_model`), a weighted mean over views of each image, as the
+    CIFAR-10 speed records do: "flip" averages the image and its mirror image;
+    "shift" gives the image half the weight and its copies shifted one pixel
+    up-left and down-right (edges reflected) a quarter each; "flip_shift" does
+    "shift" for the image and for its mirror image and averages the two. Every
+    score and prediction of a run goes through here.
 
     Args:
         model: a model from `build_model`.
@@ -125,10 +129,22 @@ def predict_probabilities(model: keras.Model, x):
     Returns:
         (N, num_classes) probabilities, a tensor.
     """
-    probabilities = model(x, training=False)
-    if getattr(model, "test_time_flip", False):
-        probabilities = 0.5 * (probabilities + model(ops.flip(ops.convert_to_tensor(x), axis=2), training=False))
-    return probabilities
+    views = getattr(model, "test_time_augmentation", "none")
+    if views == "none":
+        return model(x, training=False)
+    x = ops.convert_to_tensor(x)
+    images = [x, ops.flip(x, axis=2)] if views in ("flip", "flip_shift") else [x]
+    total = 0.0
+    for image in images:
+        probabilities = model(image, training=False)
+        if views in ("shift", "flip_shift"):
+            # Reflect one pixel on every side, then take the windows one pixel up-left and down-right of centre.
+            height, width = image.shape[1], image.shape[2]
+            padded = ops.pad(image, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")  # (N, H + 2, W + 2, C)
+            shifted = [padded[:, :height, :width], padded[:, 2:, 2:]]
+            probabilities = 0.5 * probabilities + 0.25 * sum(model(view, training=False) for view in shifted)
+        total = total + probabilities
+    return total / len(images)
 
 
 # Images whose patches set the whitening filters (evenly spaced over the sample; the exported code says 5000 too).

@@ -19,7 +19,7 @@ Layer names (b, c, k count from 1):
              block{b}_conv1 instead) and block{b}_dropout (if conv_dropout > 0)
           -> flatten | global_pool
           -> per hidden layer k: [dense{k}_dropout] dense{k} dense{k}_act
-          -> [logits_dropout] logits -> probabilities
+          -> [logits_dropout] logits [logit_scale] -> probabilities
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
             add("Dropout", f"block{b}_dropout", rate=a.conv_dropout, seed=preprocess.layer_seed(seed, f"block{b}_dropout"))
 
     if a.global_pool:
-        add("GlobalAveragePooling2D", "global_pool")
+        add("GlobalMaxPooling2D" if a.global_pool_kind == "max" else "GlobalAveragePooling2D", "global_pool")
     else:
         add("Flatten", "flatten")
     for k, units in enumerate(a.dense_units, start=1):
@@ -193,6 +193,8 @@ def plan_layers(spec: ExperimentSpec, input_shape: tuple[int, int, int], num_cla
     if a.dropout:
         add("Dropout", "logits_dropout", rate=a.dropout, seed=preprocess.layer_seed(seed, "logits_dropout"))
     add("Dense", "logits", units=num_classes, **weights("logits"))
+    if a.logit_scale != 1.0:
+        add("Rescaling", "logit_scale", scale=a.logit_scale)  # logits / temperature; "logits" keeps the raw ones
     # Softmax in float32 as its own layer: Grad-CAM and the loss can reach the logits.
     add("Softmax", "probabilities", output="outputs", dtype="float32")
     return steps

@@ -55,7 +55,7 @@ class PreprocessSpec:
     normalization: str = "scale"  # "scale" 0..1, "per_image" whitening, or "dataset" mean/std
     crop_padding: int = 0  # random crop: pad by this many pixels, crop back to size; 0 = off
     flip: bool = False  # random horizontal flip
-    test_time_flip: bool = False  # predictions average the image's and its mirror image's (test-time augmentation)
+    test_time_augmentation: str = "none"  # predictions average views of each image: "none", "flip", "shift", "flip_shift"
     rotation: float = 0.0  # random rotation up to +- this many degrees
     shift: float = 0.0  # random shift up to +- this fraction of height/width
     brightness: float = 0.0  # random brightness change up to +- this fraction of the range
@@ -76,7 +76,8 @@ class ArchSpec:
     stride: int = 1  # stride S of the first conv in each block
     padding: str = "same"  # "same" keeps H (for S = 1), "valid" shrinks it by F - 1
     pooling: str = "max"  # 2x2 pooling after each block: "max", "avg" or "none"
-    global_pool: bool = False  # global average pooling before the head instead of flattening
+    global_pool: bool = False  # global pooling before the head instead of flattening
+    global_pool_kind: str = "avg"  # how global pooling sums up each feature map: "avg" or "max"
     activation: str = "relu"  # activation after every conv and hidden dense layer
     batch_norm: bool = True  # batch normalisation between each conv and its activation
     patch_whitening: bool = False  # a fixed first layer that whitens each 2x2 patch (PCA of the training patches)
@@ -85,6 +86,7 @@ class ArchSpec:
     residual: bool = False  # add a shortcut around the convs of each block (ResNet style)
     dense_units: tuple[int, ...] = (128,)  # hidden dense layers of the head; () = none
     dropout: float = 0.1  # dropout rate before each dense layer of the head
+    logit_scale: float = 1.0  # the logits are multiplied by this before the softmax (1 / temperature)
     init: str = "he"  # kernel initialiser: "he", "glorot", "normal_0.01", "truncated_normal_0.1"
     weight_decay: float = 0.0  # L2 penalty on conv and dense kernels
 
@@ -203,8 +205,8 @@ class ExperimentSpec:
 # Fields added after links, saved runs and spec ids existed, with the value that means "as before".
 # They are written only when they differ from it, so every older spec keeps its JSON, its id and its link,
 # and a link or file without them means that value (which it did).
-LATER_FIELDS: dict[str, Any] = {"test_time_flip": False, "patch_whitening": False, "pool_first": False,
-                                "label_smoothing": 0.0}
+LATER_FIELDS: dict[str, Any] = {"test_time_augmentation": "none", "patch_whitening": False, "pool_first": False,
+                                "label_smoothing": 0.0, "logit_scale": 1.0, "global_pool_kind": "avg"}
 
 
 def _written(spec: "ExperimentSpec", name: str) -> bool:

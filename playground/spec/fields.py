@@ -27,6 +27,13 @@ ACTIVATIONS = {
     "linear": "linear (none)",
 }
 POOLINGS = {"max": "Max 2x2", "avg": "Average 2x2", "none": "None"}
+GLOBAL_POOLS = {"avg": "Average", "max": "Max"}
+TEST_TIME_AUGMENTATIONS = {
+    "none": "None",
+    "flip": "Mirror image (2 views)",
+    "shift": "1-pixel shifts (3 views)",
+    "flip_shift": "Mirror image and shifts (6 views)",
+}
 PADDINGS = {"same": "SAME", "valid": "VALID"}
 INITS = {
     "he": "He normal",
@@ -118,10 +125,11 @@ FIELDS: dict[str, FieldInfo] = {
     "normalization": FieldInfo("Normalization", SELECT, choices=NORMALIZATIONS),
     "crop_padding": FieldInfo("Random crop padding (pixels)", SLIDER, "Random-crop padding", lo=0, hi=16, advanced=True),
     "flip": FieldInfo("Random horizontal flip", TOGGLE),
-    "test_time_flip": FieldInfo(
-        "Test-time flip", TOGGLE, advanced=True,
-        help="Predict from the image and its mirror image and average the two: steadier predictions for data "
-             "whose mirror images look alike (photos, clothes; not digits or letters)."),
+    "test_time_augmentation": FieldInfo(
+        "Test-time augmentation", SELECT, choices=TEST_TIME_AUGMENTATIONS, advanced=True,
+        help="Predict from several views of each image and average them: steadier predictions. Mirror images suit "
+             "data whose mirror images look alike (photos, clothes; not digits or letters); each view costs a "
+             "forward pass."),
     "rotation": FieldInfo(
         "Random rotation (degrees)", SELECT_SLIDER, "Rotation (degrees)", lo=0.0, hi=180.0,
         stops=(0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 90.0, 180.0), fmt="degrees"),
@@ -144,7 +152,11 @@ FIELDS: dict[str, FieldInfo] = {
     "stride": FieldInfo("Stride of the first conv", SLIDER, "The stride", lo=1, hi=4, advanced=True),
     "padding": FieldInfo("Padding", SELECT, choices=PADDINGS),
     "pooling": FieldInfo("Pooling after each block", SELECT, choices=POOLINGS),
-    "global_pool": FieldInfo("Global average pooling before the head", TOGGLE, advanced=True),
+    "global_pool": FieldInfo("Global pooling before the head (instead of flattening)", TOGGLE, advanced=True),
+    "global_pool_kind": FieldInfo(
+        "Global pooling", SELECT, choices=GLOBAL_POOLS, advanced=True,
+        help="With global pooling: each feature map becomes its average, or its strongest response anywhere in "
+             "the image (max)."),
     "activation": FieldInfo("Activation", SELECT, choices=ACTIVATIONS),
     "batch_norm": FieldInfo("Batch normalization", TOGGLE),
     "patch_whitening": FieldInfo(
@@ -163,6 +175,11 @@ FIELDS: dict[str, FieldInfo] = {
         unit="units", max_items=MAX_DENSE_LAYERS),
     "dropout": FieldInfo(
         "Dropout before dense layers", SELECT_SLIDER, "Dense dropout", lo=0.0, hi=0.9, stops=_DROPOUTS, fmt="percent"),
+    "logit_scale": FieldInfo(
+        "Logit scale (1 / softmax temperature)", SELECT_SLIDER, "The logit scale", lo=0.001, hi=100.0,
+        stops=(0.05, 0.1, 0.125, 0.25, 0.5, 1.0, 2.0), fmt="number", advanced=True,
+        help="The logits are multiplied by this before the softmax. Below 1 the predictions start softer and the "
+             "last layer learns more gently, so large learning rates stay stable."),
     "init": FieldInfo("Weight initialisation", SELECT, choices=INITS, advanced=True),
     "weight_decay": FieldInfo(
         "L2 weight decay", SELECT_SLIDER, "L2 weight decay", lo=0.0, hi=0.1,

@@ -32,12 +32,14 @@ _CIFAR_FAST = Preset(
 _CIFAR_WHITENED = Preset(
     "cifar_whitened", "CIFAR whitened (airbench-style, 10 minutes)",
     "A patch-whitening first layer, three blocks of two 3x3 convs (64, 128, 256 filters) that pool after their first "
-    "conv, batch norm, GELU, global average pooling, label smoothing, flips and 2-pixel crops, Nesterov SGD with a "
-    "one-cycle schedule: about 84% on CIFAR-10 in 4 epochs, about 9 minutes on a 2-core CPU.",
-    PreprocessSpec(normalization="dataset", flip=True, crop_padding=2, test_time_flip=True),
+    "conv, batch norm, GELU, global max pooling, logits scaled by 1/8, label smoothing, flips and 2-pixel crops, "
+    "Nesterov SGD at a learning rate of 1 with a one-cycle schedule, 6-view test-time augmentation: about 85% on "
+    "CIFAR-10 in 4 epochs, about 9 minutes on a 2-core CPU.",
+    PreprocessSpec(normalization="dataset", flip=True, crop_padding=2, test_time_augmentation="flip_shift"),
     ArchSpec(filters=(64, 128, 256), convs_per_block=2, pool_first=True, patch_whitening=True, global_pool=True,
-             activation="gelu", dense_units=(), dropout=0.0, weight_decay=5e-4),
-    TrainSpec(optimizer="nesterov", learning_rate=0.4, schedule="one_cycle", batch_size=512, epochs=4,
+             global_pool_kind="max", activation="gelu", dense_units=(), dropout=0.0, logit_scale=0.125,
+             init="glorot", weight_decay=5e-4),
+    TrainSpec(optimizer="nesterov", learning_rate=1.0, schedule="one_cycle", batch_size=512, epochs=4,
               label_smoothing=0.2),
 )
 

@@ -30,7 +30,7 @@ class Problem:
 
 _PATH_SUFFIXES = (".npz", ".zip")
 _SHAPE_FIELDS = {"conv_blocks", "filters", "convs_per_block", "kernel_size", "stride", "padding", "pooling", "pool_first",
-                 "patch_whitening", "dense_units", "batch_size"}
+                 "patch_whitening", "test_time_augmentation", "dense_units", "batch_size"}
 
 
 def check(spec: ExperimentSpec, input_shape: tuple[int, int, int] | None = None, *, shapes: bool = True) -> list[Problem]:
@@ -113,6 +113,8 @@ def _shape_problems(spec: ExperimentSpec, input_shape: tuple[int, int, int]) -> 
     where = f"the {h}x{w} input"
     if max(h, w) > MAX_INPUT_SIDE:
         return [Problem("dataset", f"The images are {w}x{h} pixels, larger than the limit of {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}; resize them first.")]
+    if spec.preprocess.test_time_augmentation in ("shift", "flip_shift") and min(h, w) < 2:
+        return [Problem("test_time_augmentation", f"Shifted test-time views need images of at least 2x2 pixels. Received: {where}")]
     params = 0
     flops = 0  # forward pass, one image (as the layer table counts them: 2 per multiply-add)
     kept = h * w * channels  # activation values one image keeps for the backward pass

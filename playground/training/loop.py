@@ -399,12 +399,12 @@ def _result(model: keras.Model, state: callbacks.RunState, clock: callbacks.Cloc
 
 
 def _test_scores(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(loss, accuracy) on the test set, as the run's predictions are made (with test-time flip if the spec has it).
+    """(loss, accuracy) on the test set, as the run's predictions are made (with the spec's test-time augmentation).
 
-    Without test-time flip this is `model.evaluate` (its step is traced ahead by
+    Without test-time augmentation this is `model.evaluate` (its step is traced ahead by
     the warm-up); with it, the cross-entropy and accuracy of the averaged probabilities.
     """
-    if not getattr(model, "test_time_flip", False):
+    if getattr(model, "test_time_augmentation", "none") == "none":
         test = model.evaluate(_eval_batches(x, y), verbose=0, return_dict=True)
         return float(test["loss"]), float(test["accuracy"])
     forward = tf.function(lambda images: models.predict_probabilities(model, images), reduce_retracing=True)

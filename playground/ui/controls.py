@@ -38,11 +38,11 @@ CLASSROOM_KEY = "pg_classroom"  # hide advanced controls
 
 # The order of the controls in each sidebar group (labels, stops and the rest: spec.fields.FIELDS).
 DATA_CONTROLS = ("sample_size", "validation_split")  # after the dataset; then the upload and the shapes noise
-PREPROCESS_CONTROLS = ("normalization", "flip", "test_time_flip", "rotation", "shift", "crop_padding", "brightness", "contrast")
+PREPROCESS_CONTROLS = ("normalization", "flip", "test_time_augmentation", "rotation", "shift", "crop_padding", "brightness", "contrast")
 # Architecture: the block count and the filters come first, the dense layers' text box in between.
 ARCH_CONTROLS_BEFORE_DENSE = ("kernel_size", "padding", "pooling", "activation", "batch_norm")
-ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "pool_first", "stride", "residual", "global_pool",
-                             "patch_whitening", "conv_dropout", "init", "weight_decay")
+ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "pool_first", "stride", "residual", "global_pool", "global_pool_kind",
+                             "patch_whitening", "conv_dropout", "logit_scale", "init", "weight_decay")
 TRAIN_CONTROLS = ("optimizer", "learning_rate", "batch_size", "epochs", "schedule", "label_smoothing",
                   "time_budget")  # then the seed
 
