@@ -76,7 +76,7 @@ def child_train(args) -> dict:
     }
 
 
-TTA_COLUMNS = ("none", "flip", "flip_shift")  # the trained model scored with each of these test-time augmentations
+TTA_COLUMNS = ("none", "flip", "shift", "flip_shift")  # the trained model scored with each of these test-time augmentations
 
 
 def _tta_accuracies(model, dataset) -> dict[str, float]:

@@ -137,3 +137,17 @@ def new_page(browser):
 def page(new_page):
     """One fresh browser page."""
     return new_page()
+
+
+SERVER_LOG_LINES = 60  # the end of the server's log shown under a failed browser test
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test shows the end of the server's log next to its traceback (CI keeps nothing else)."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("app_server")
+    if report.when == "call" and report.failed and isinstance(server, AppServer):
+        lines = server.log.read_text(errors="replace").splitlines()[-SERVER_LOG_LINES:]
+        report.sections.append(("the server's log (its last lines)", "\n".join(lines)))
