@@ -35,6 +35,7 @@ from playground.model.network import export_keras_code
 from playground.runs import bundle
 from playground.runs.compare import accuracy_text
 from playground.runs.record import RunRecord
+from playground.spec.fields import TEST_TIME_AUGMENTATIONS
 from playground.ui import uploads
 from playground.ui.flash import notice
 from playground.ui.plain_text import escape_markdown
@@ -221,6 +222,8 @@ def predict_section(run: RunRecord, predictor: Predictor) -> None:
         f"{escape_markdown(run.name)}: {len(predictor.class_names)} classes ({classes}"
         f"{', ...' if len(predictor.class_names) > 10 else ''}), input {'x'.join(map(str, predictor.input_shape))}"
         + (", trained on light-on-dark images: dark-on-light pictures are inverted." if predictor.light_on_dark else ".")
+        + (f" Each prediction averages views of the picture (test-time augmentation: "
+           f"{TEST_TIME_AUGMENTATIONS[views].lower()})." if (views := run.spec.preprocess.test_time_augmentation) != "none" else "")
     )
     if run.imported:
         st.caption(f"Imported from a bundle: its test accuracy is not measured on this server ({accuracy_text(run)}).")
