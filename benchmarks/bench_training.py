@@ -81,18 +81,12 @@ TTA_COLUMNS = ("none", "flip", "shift", "flip_shift")  # the trained model score
 
 def _tta_accuracies(model, dataset) -> dict[str, float]:
     """Test accuracy of the trained model under each of TTA_COLUMNS (the spec's own choice is `test_accuracy`)."""
-    import numpy as np
-    import tensorflow as tf
-
-    from playground.model import network as models
+    from playground.training.loop import test_scores
 
     chosen, out = model.test_time_augmentation, {}
     for views in TTA_COLUMNS:
-        model.test_time_augmentation = views
-        forward = tf.function(lambda images: models.predict_probabilities(model, images), reduce_retracing=True)
-        probabilities = np.concatenate([np.asarray(forward(tf.constant(dataset.x_test[i:i + 500], tf.float32)))
-                                        for i in range(0, len(dataset.x_test), 500)])
-        out[views] = float(np.mean(probabilities.argmax(axis=1) == dataset.y_test))
+        model.test_time_augmentation = views  # read by predict_probabilities, which test_scores goes through
+        out[views] = test_scores(model, dataset.x_test, dataset.y_test)[1]
     model.test_time_augmentation = chosen
     return out
 

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from playground.model.network import BUILD_LOCK, predict_probabilities
+from playground.model.table import FLATTENING
 from playground.runs.record import RunRecord
 
 INITIAL_FILTERS_FILE = "initial_first_conv.npy"  # in a run folder: the first conv's kernel before training
@@ -208,8 +209,7 @@ def last_conv_output(model: keras.Model) -> str:
     candidate = None
     for layer in model.layers:
         shape = layer.output.shape
-        if isinstance(layer, (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D,
-                              keras.layers.GlobalMaxPooling2D, keras.layers.Dense)):
+        if isinstance(layer, (*FLATTENING, keras.layers.Dense)):
             break
         if len(shape) == 4 and layer.name != model.inputs[0].name and not isinstance(
             layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout, keras.layers.InputLayer)

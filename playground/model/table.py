@@ -13,7 +13,7 @@ import keras
 from playground.spec.arithmetic import receptive_field
 
 # Layers that end the spatial part: their outputs have no receptive field.
-_FLATTENING = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+FLATTENING = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 _POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 
 
@@ -75,7 +75,7 @@ def layer_table(model: keras.Model) -> list[LayerRow]:
 
 def _chain(layer, parent_chains: list) -> list[tuple[int, int]] | None:
     """(kernel, stride) windows from the input to this layer's output along its longest path."""
-    if any(c is None for c in parent_chains) or isinstance(layer, _FLATTENING):
+    if any(c is None for c in parent_chains) or isinstance(layer, FLATTENING):
         return None
     # Several inputs (residual add): the path that sees the most pixels.
     chain = max(parent_chains, key=_field) if parent_chains else []

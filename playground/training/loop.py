@@ -376,7 +376,7 @@ def train(
         verbose=0,
     )  # a diverged run ends with the weights of its last good epoch (DivergenceGuard)
 
-    test_loss, test_accuracy = _test_scores(model, dataset.x_test, dataset.y_test)
+    test_loss, test_accuracy = test_scores(model, dataset.x_test, dataset.y_test)
     remember_history(model, history, initial_first_conv)
     message = state.message or _final_message(
         state.stop_reason, spec, state.epochs_completed, state.epochs_completed - initial_epoch, clock.elapsed(),
@@ -398,7 +398,7 @@ def _result(model: keras.Model, state: callbacks.RunState, clock: callbacks.Cloc
     )
 
 
-def _test_scores(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def test_scores(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(loss, accuracy) on the test set, as the run's predictions are made (with the spec's test-time augmentation).
 
     Without test-time augmentation this is `model.evaluate` (its step is traced ahead by
