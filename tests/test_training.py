@@ -215,8 +215,27 @@ def test_time_budget_stops_at_the_first_batch_past_it(shapes, monkeypatch):
     assert result.train_seconds >= 1.0
 
 
+def test_reported_losses_are_the_cross_entropy_without_the_weight_penalty(shapes):
+    spec = small_spec(weight_decay=0.01, label_smoothing=0.1)
+    result = training.train(spec, shapes)
+
+    def cross_entropy(x, y):
+        probabilities = np.asarray(result.model.predict(x, verbose=0))  # (N, classes)
+        return float(np.mean(-np.log(probabilities[np.arange(len(y)), y])))
+
+    assert result.test_loss == pytest.approx(cross_entropy(shapes.x_test, shapes.y_test), rel=1e-4)
+    # The last epoch's validation score was taken with the final weights.
+    _, _, x_val, y_val = datasets.split_train_validation(shapes, spec.data.sample_size, spec.data.validation_split,
+                                                         spec.seed)
+    assert result.history["val_loss"][-1] == pytest.approx(cross_entropy(x_val, y_val), rel=1e-4)
+    # The objective adds the L2 penalty (and smoothing): what training minimises is larger than what is reported.
+    objective = result.model.evaluate(shapes.x_test, shapes.y_test, verbose=0, return_dict=True)["loss"]
+    assert objective > result.test_loss + 0.01
+
+
 def test_divergence_stops_and_restores_finite_weights(shapes):
-    spec = small_spec(optimizer="sgd", learning_rate=10, batch_norm=False, epochs=3)
+    # No weight decay: its pull towards zero would keep this run from diverging.
+    spec = small_spec(optimizer="sgd", learning_rate=10, batch_norm=False, epochs=3, weight_decay=0.0)
     result = training.train(spec, shapes)
     assert result.stop_reason == "diverged"
     assert re.fullmatch(

@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from playground.model.network import reported_loss
 from playground.spec.experiment import ExperimentSpec
 from playground.training import events
 
@@ -208,9 +209,9 @@ class EpochScores(keras.callbacks.Callback):
         val_loss = val_accuracy = None
         if self.validation is not None:
             scores = self.model.evaluate(self.validation, verbose=0, return_dict=True)
-            val_loss, val_accuracy = float(scores["loss"]), float(scores["accuracy"])
+            val_loss, val_accuracy = reported_loss(scores), float(scores["accuracy"])
         self.state.finished_epoch = FinishedEpoch(
-            loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
+            loss=reported_loss(logs), accuracy=float(logs.get("accuracy", math.nan)),
             val_loss=val_loss, val_accuracy=val_accuracy,
             lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
         )
@@ -348,7 +349,7 @@ class ProgressReporter(keras.callbacks.Callback):
         logs = logs or {}
         self.emit(events.Batch(
             epoch=self._epoch, step=self.clock.epoch_steps, steps=self.params["steps"], seen=self.clock.seen(),
-            loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
+            loss=reported_loss(logs), accuracy=float(logs.get("accuracy", math.nan)),
             images_per_second=self.clock.epoch_images_per_second(), elapsed=self.clock.elapsed(),
         ))
 

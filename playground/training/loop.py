@@ -401,12 +401,14 @@ def _result(model: keras.Model, state: callbacks.RunState, clock: callbacks.Cloc
 def test_scores(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(loss, accuracy) on the test set, as the run's predictions are made (with the spec's test-time augmentation).
 
-    Without test-time augmentation this is `model.evaluate` (its step is traced ahead by
-    the warm-up); with it, the cross-entropy and accuracy of the averaged probabilities.
+    The loss is the predictions' cross-entropy, without the weight penalty or label smoothing
+    of the training objective. Without test-time augmentation the scores come from
+    `model.evaluate` (its step is traced ahead by the warm-up); with it, from the averaged
+    probabilities.
     """
     if getattr(model, "test_time_augmentation", "none") == "none":
         test = model.evaluate(_eval_batches(x, y), verbose=0, return_dict=True)
-        return float(test["loss"]), float(test["accuracy"])
+        return models.reported_loss(test), float(test["accuracy"])
     forward = tf.function(lambda images: models.predict_probabilities(model, images), reduce_retracing=True)
     losses, hits = [], 0
     for images, labels in _eval_batches(x, y):
