@@ -88,7 +88,7 @@ class ArchSpec:
     dropout: float = 0.1  # dropout rate before each dense layer of the head
     logit_scale: float = 1.0  # the logits are multiplied by this before the softmax (1 / temperature)
     init: str = "he"  # kernel initialiser: "he", "glorot", "normal_0.01", "truncated_normal_0.1"
-    weight_decay: float = 0.0  # L2 penalty on conv and dense kernels
+    weight_decay: float = 1e-3  # L2 penalty on conv and dense kernels
 
     @property
     def conv_blocks(self) -> int:
@@ -105,7 +105,7 @@ class TrainSpec:
     schedule: str = "one_cycle"  # learning-rate schedule over all epochs
     batch_size: int = 256  # images per gradient step
     label_smoothing: float = 0.0  # share of each target spread evenly over all classes
-    epochs: int = 4  # passes over the training images
+    epochs: int = 6  # passes over the training images
     time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
 
 

@@ -24,7 +24,7 @@ _CIFAR_FAST = Preset(
     "Four blocks of two 3x3 convs (16, 32, 64, 128 filters) with batch norm, flips, light dropout and a one-cycle "
     "schedule: about 80% on CIFAR-10 in 9 epochs, under 10 minutes on a 2-core CPU.",
     PreprocessSpec(flip=True),
-    ArchSpec(filters=(16, 32, 64, 128), convs_per_block=2, dense_units=(128,), dropout=0.1),
+    ArchSpec(filters=(16, 32, 64, 128), convs_per_block=2, dense_units=(128,), dropout=0.1, weight_decay=0.0),
     TrainSpec(optimizer="adam", learning_rate=0.003, schedule="one_cycle", batch_size=128, epochs=9),
 )
 
@@ -48,8 +48,8 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "default", "Default (fast)",
-            "Three small 3x3 conv blocks (16, 32, 64 filters) with batch norm, a 128-unit head and a one-cycle learning rate: "
-            "about 91% on Fashion-MNIST in under a minute on a 2-core CPU.",
+            "Three small 3x3 conv blocks (16, 32, 64 filters) with batch norm, a 128-unit head, light L2 weight decay and "
+            "a one-cycle learning rate over 6 epochs: about 92% on Fashion-MNIST in under a minute on a 2-core CPU.",
             PreprocessSpec(),
             ArchSpec(),
             TrainSpec(),
@@ -58,8 +58,8 @@ PRESETS: dict[str, Preset] = {
             "lenet5", "LeNet-5",
             "LeCun et al. 1998: two 5x5 VALID convs (6 and 16 filters) with average pooling and tanh, then 120 and 84 dense units.",
             PreprocessSpec(),
-            ArchSpec(filters=(6, 16), kernel_size=5, padding="valid", pooling="avg",
-                     activation="tanh", batch_norm=False, dense_units=(120, 84), dropout=0.0, init="glorot"),
+            ArchSpec(filters=(6, 16), kernel_size=5, padding="valid", pooling="avg", activation="tanh",
+                     batch_norm=False, dense_units=(120, 84), dropout=0.0, init="glorot", weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=64, epochs=5, schedule="constant"),
         ),
         Preset(
@@ -67,7 +67,7 @@ PRESETS: dict[str, Preset] = {
             "The classic TensorFlow MNIST tutorial network: 5x5 convs with 32 and 64 filters, max pooling, a 1024-unit dense layer and dropout 0.5.",
             PreprocessSpec(),
             ArchSpec(filters=(32, 64), kernel_size=5, batch_norm=False, dense_units=(1024,),
-                     dropout=0.5, init="truncated_normal_0.1"),
+                     dropout=0.5, init="truncated_normal_0.1", weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.0005, batch_size=64, epochs=5, schedule="constant"),
         ),
         Preset(
@@ -75,21 +75,21 @@ PRESETS: dict[str, Preset] = {
             "One conv layer of 30 5x5 filters, 2x2 max pooling and 100 hidden units: the classic NumPy-from-scratch network.",
             PreprocessSpec(),
             ArchSpec(filters=(30,), kernel_size=5, padding="valid", batch_norm=False,
-                     dense_units=(100,), dropout=0.0, init="he"),
+                     dense_units=(100,), dropout=0.0, init="he", weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=100, epochs=5, schedule="constant"),
         ),
         Preset(
             "convnet_3x3", "32/64/128 3x3 (256 dense, dropout 0.4)",
             "Three 3x3 conv blocks with 32, 64 and 128 filters, a 256-unit dense layer and dropout 0.4.",
             PreprocessSpec(),
-            ArchSpec(filters=(32, 64, 128), dense_units=(256,), dropout=0.4),
+            ArchSpec(filters=(32, 64, 128), dense_units=(256,), dropout=0.4, weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=8, schedule="constant"),
         ),
         Preset(
             "vgg_cifar", "VGG-style CIFAR (16/32/64/128)",
             "Four blocks of two 3x3 convs (16, 32, 64, 128 filters) with batch norm, flips and crops: a VGG-style network for CIFAR-10.",
             PreprocessSpec(crop_padding=2, flip=True),
-            ArchSpec(filters=(16, 32, 64, 128), convs_per_block=2, dense_units=(128,), dropout=0.5),
+            ArchSpec(filters=(16, 32, 64, 128), convs_per_block=2, dense_units=(128,), dropout=0.5, weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.002, schedule="one_cycle", batch_size=128, epochs=20),
         ),
         Preset(
@@ -97,14 +97,14 @@ PRESETS: dict[str, Preset] = {
             "Krizhevsky et al. 2012, scaled down: large first kernels, three conv blocks, two wide dense layers with dropout 0.5, SGD with momentum.",
             PreprocessSpec(flip=True),
             ArchSpec(filters=(32, 64, 96), kernel_size=5, batch_norm=False, dense_units=(256, 256),
-                     dropout=0.5, init="he"),
+                     dropout=0.5, init="he", weight_decay=0.0),
             TrainSpec(optimizer="momentum", learning_rate=0.01, schedule="step", batch_size=128, epochs=10),
         ),
         Preset(
             "mini_vgg", "Mini VGG",
             "Simonyan & Zisserman 2014, scaled down: stacks of two 3x3 convs (32, 64, 128 filters) with batch norm, then a 256-unit head.",
             PreprocessSpec(),
-            ArchSpec(filters=(32, 64, 128), convs_per_block=2, dense_units=(256,), dropout=0.5),
+            ArchSpec(filters=(32, 64, 128), convs_per_block=2, dense_units=(256,), dropout=0.5, weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.001, schedule="cosine", batch_size=128, epochs=10),
         ),
         Preset(
@@ -112,7 +112,7 @@ PRESETS: dict[str, Preset] = {
             "He et al. 2015, scaled down: three residual blocks of two 3x3 convs (16, 32, 64 filters) with batch norm and global average pooling.",
             PreprocessSpec(),
             ArchSpec(filters=(16, 32, 64), convs_per_block=2, residual=True, global_pool=True,
-                     dense_units=(), dropout=0.0),
+                     dense_units=(), dropout=0.0, weight_decay=0.0),
             TrainSpec(optimizer="adam", learning_rate=0.002, schedule="cosine", batch_size=128, epochs=10),
         ),
         _CIFAR_FAST,
