@@ -186,8 +186,15 @@ def _child_args(args, **overrides) -> list[str]:
     return out
 
 
+# Seconds a time-to-accuracy child may take beyond its training budget: loading the data (a minute for CIFAR-10's
+# JPEG folders), building the model, and scoring the test set under every TTA_COLUMNS choice.
+TTA_CHILD_OVERHEAD = 1200
+
+
 def bench_tta(args) -> str:
-    rows = [common.run_child("bench_training", ["train", *_child_args(args, seed=args.seed + i)]) for i in range(args.repeats)]
+    timeout = max(common.CHILD_TIMEOUT, args.budget + TTA_CHILD_OVERHEAD)  # a long budget must not kill its own run
+    rows = [common.run_child("bench_training", ["train", *_child_args(args, seed=args.seed + i)], timeout=timeout)
+            for i in range(args.repeats)]
     accuracy = common.median([r["test_accuracy"] for r in rows])
     return common.table(
         ["dataset", "preset", "budget s", "runs", "median test acc", "min", "max",

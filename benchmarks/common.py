@@ -27,7 +27,10 @@ def setup_path() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run_child(module: str, args: Sequence[str], timeout: float = 1800) -> dict[str, Any]:
+CHILD_TIMEOUT = 1800  # seconds a benchmark child may run unless its caller allows more
+
+
+def run_child(module: str, args: Sequence[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
     """Run `python -m benchmarks.<module> --child ...` and return the JSON of its last stdout line.
 
     Args:
