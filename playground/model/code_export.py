@@ -69,6 +69,8 @@ def export_keras_code(spec: ExperimentSpec, input_shape: tuple[int, int, int], n
         f"Trained in the playground with {t.optimizer}, learning rate {t.learning_rate:g} ({t.schedule}),",
         f"batch size {t.batch_size}, {t.epochs} epochs, sparse categorical cross-entropy"
         + (f" with label smoothing {t.label_smoothing:g}." if t.label_smoothing else "."),
+        *([f"Its final weights are a moving average of the trained weights over the steps (momentum {t.weight_averaging:g})."]
+          if t.weight_averaging else []),
         *([f"Its test accuracy and predictions average the probabilities of {_TTA_WORDS[tta]}."]
           if (tta := spec.preprocess.test_time_augmentation) != "none" else []),
         '"""',

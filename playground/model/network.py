@@ -22,10 +22,11 @@ process first imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import keras
 import numpy as np
@@ -262,20 +263,95 @@ def learning_rate_schedule(spec: ExperimentSpec, steps_per_epoch: int):
     return t.learning_rate
 
 
-def _optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+class _WarmingAverage:
+    """Mixin for a Keras optimizer built with `use_ema`: the average's momentum grows as t / (t + 10) over the
+    first t steps until it reaches `ema_momentum` (0.99 from step 990).
+
+    Keras' own average starts as the first step's weights and keeps the full
+    momentum from then on, so a short run (a few dozen steps) would end near
+    its untrained start; this one averages about the last tenth of a short
+    run's steps, as TensorFlow's `ExponentialMovingAverage` does with
+    `num_updates`.
+    """
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        steps = ops.cast(self.iterations, "float32")  # steps before this one: 0 at the first, which copies the weights
+        momentum = ops.minimum(self.ema_momentum, steps / (steps + 10.0))
+        for variable, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                m = ops.cast(momentum, variable.dtype)
+                average.assign(m * average + (1.0 - m) * variable)
+
+
+_AVERAGING_OPTIMIZERS: dict[type, type] = {}  # a Keras optimizer class -> the same with _WarmingAverage
+
+
+def _optimizer(name: str, learning_rate, weight_averaging: float = 0.0) -> keras.optimizers.Optimizer:
+    """The optimizer `name` at `learning_rate`; with `weight_averaging` > 0 it keeps a moving average of the
+    trainable weights at that momentum (`_WarmingAverage`), which `fit` copies into the model when it ends."""
     o = keras.optimizers
-    makers = {
-        "sgd": lambda: o.SGD(learning_rate),
-        "momentum": lambda: o.SGD(learning_rate, momentum=0.9),
-        "nesterov": lambda: o.SGD(learning_rate, momentum=0.9, nesterov=True),
-        "adagrad": lambda: o.Adagrad(learning_rate),
-        "rmsprop": lambda: o.RMSprop(learning_rate),
-        "adam": lambda: o.Adam(learning_rate),
-        "adamw": lambda: o.AdamW(learning_rate),
+    choices = {
+        "sgd": (o.SGD, {}),
+        "momentum": (o.SGD, {"momentum": 0.9}),
+        "nesterov": (o.SGD, {"momentum": 0.9, "nesterov": True}),
+        "adagrad": (o.Adagrad, {}),
+        "rmsprop": (o.RMSprop, {}),
+        "adam": (o.Adam, {}),
+        "adamw": (o.AdamW, {}),
     }
-    if name not in makers:
-        raise SpecError(f"Unknown optimizer {name!r}: choose one of {', '.join(makers)}.", "optimizer")
-    return makers[name]()
+    if name not in choices:
+        raise SpecError(f"Unknown optimizer {name!r}: choose one of {', '.join(choices)}.", "optimizer")
+    cls, options = choices[name]
+    if weight_averaging:
+        cls = _AVERAGING_OPTIMIZERS.setdefault(cls, type(cls.__name__, (_WarmingAverage, cls), {}))
+        options = {**options, "use_ema": True, "ema_momentum": weight_averaging}
+    return cls(learning_rate, **options)
+
+
+def _weight_averages(model: keras.Model) -> list:
+    """The optimizer's moving averages of `model.trainable_variables` (weight averaging), in their order; [] without."""
+    optimizer = getattr(model, "optimizer", None)
+    if not getattr(optimizer, "use_ema", False):
+        return []
+    return list(getattr(optimizer, "_model_variables_moving_average", None) or [])
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model) -> Iterator[None]:
+    """Inside the block the model holds its weight averages, after it the weights as trained.
+
+    So validation during training scores what training will end with: `fit`
+    copies the averages into the model when it ends. Without weight
+    averaging, or before the first step has set the averages, nothing changes.
+
+    Args:
+        model: a compiled model.
+    """
+    averages = _weight_averages(model) if int(model.optimizer.iterations) > 0 else []
+    pairs = [(v, a) for v, a in zip(model.trainable_variables, averages) if a is not None]
+    trained = [np.array(v.numpy()) for v, _ in pairs]  # copies of the values as trained
+    for variable, average in pairs:
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, trained):
+            variable.assign(value)
+
+
+def restart_weight_average(model: keras.Model) -> None:
+    """Make the optimizer's moving average of the weights (weight averaging) equal the model's weights now.
+
+    After weights are put back (a diverged run's last good epoch), the average
+    still holds what the bad steps left in it, and `fit` would copy that into
+    the model when it ends; this starts it again from the weights put back.
+
+    Args:
+        model: a compiled model; nothing changes when its optimizer keeps no average.
+    """
+    for variable, average in zip(model.trainable_variables, _weight_averages(model)):
+        if average is not None:
+            average.assign(variable)
 
 
 def compile_model(
@@ -285,7 +361,7 @@ def compile_model(
     *,
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
 ) -> None:
-    """Compile `model` with the optimizer, schedule, loss and metric of `spec.train`.
+    """Compile `model` with the optimizer, schedule, weight averaging, loss and metric of `spec.train`.
 
     The loss is sparse categorical cross-entropy on the "probabilities"
     output (with `label_smoothing`, towards smoothed targets) plus the L2
@@ -306,7 +382,7 @@ def compile_model(
     if steps_per_epoch < 1:
         raise SpecError(f"steps_per_epoch must be at least 1. Received: steps_per_epoch={steps_per_epoch}")
     model.compile(
-        optimizer=_optimizer(spec.train.optimizer, learning_rate_schedule(spec, steps_per_epoch)),
+        optimizer=_optimizer(spec.train.optimizer, learning_rate_schedule(spec, steps_per_epoch), spec.train.weight_averaging),
         loss=SmoothedSparseCrossentropy(spec.train.label_smoothing) if spec.train.label_smoothing else keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name=CROSS_ENTROPY)],
         steps_per_execution=steps_per_execution,

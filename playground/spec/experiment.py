@@ -105,6 +105,7 @@ class TrainSpec:
     schedule: str = "one_cycle"  # learning-rate schedule over all epochs
     batch_size: int = 256  # images per gradient step
     label_smoothing: float = 0.0  # share of each target spread evenly over all classes
+    weight_averaging: float = 0.0  # momentum of a moving average of the weights over steps, kept at the end; 0 = off
     epochs: int = 6  # passes over the training images
     time_budget: float = 0.0  # stop after this many seconds of training; 0 = no limit
 
@@ -206,7 +207,8 @@ class ExperimentSpec:
 # They are written only when they differ from it, so every older spec keeps its JSON, its id and its link,
 # and a link or file without them means that value (which it did).
 LATER_FIELDS: dict[str, Any] = {"test_time_augmentation": "none", "patch_whitening": False, "pool_first": False,
-                                "label_smoothing": 0.0, "logit_scale": 1.0, "global_pool_kind": "avg"}
+                                "label_smoothing": 0.0, "logit_scale": 1.0, "global_pool_kind": "avg",
+                                "weight_averaging": 0.0}
 
 
 def _written(spec: "ExperimentSpec", name: str) -> bool:

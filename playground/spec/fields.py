@@ -197,6 +197,12 @@ FIELDS: dict[str, FieldInfo] = {
         "Label smoothing", SELECT_SLIDER, "Label smoothing", lo=0.0, hi=0.5, stops=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
         fmt="percent", advanced=True,
         help="Train towards targets that give this share to all classes evenly: less over-confident predictions."),
+    "weight_averaging": FieldInfo(
+        "Weight averaging (momentum)", SELECT_SLIDER, "The weight-averaging momentum", lo=0.0, hi=0.9999,
+        bounds="0 (off) or up to 0.9999", stops=(0.0, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999), fmt="number", advanced=True,
+        help="Keep a moving average of the weights over the training steps and end with it (Polyak averaging): it "
+             "smooths out the noise of the last steps. 0.99 averages about the last 100 steps; 0 = off. "
+             "Validation and test scores use the average."),
     "epochs": FieldInfo(
         "Epochs", SELECT_SLIDER, "Epochs", lo=1, hi=200,
         stops=(1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200)),

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from playground.model.network import reported_loss
+from playground.model.network import averaged_weights, reported_loss, restart_weight_average
 from playground.spec.experiment import ExperimentSpec
 from playground.training import events
 
@@ -187,7 +187,8 @@ class EpochScores(keras.callbacks.Callback):
     """After an epoch that ran all its steps (and no divergence), its numbers go to `state.finished_epoch`.
 
     The validation set is evaluated here rather than by fit, so a run stopped
-    mid-epoch skips it.
+    mid-epoch skips it; with weight averaging it scores the averaged weights,
+    which the run ends with.
 
     Args:
         state: the shared RunState.
@@ -208,7 +209,8 @@ class EpochScores(keras.callbacks.Callback):
         logs = logs or {}
         val_loss = val_accuracy = None
         if self.validation is not None:
-            scores = self.model.evaluate(self.validation, verbose=0, return_dict=True)
+            with averaged_weights(self.model):  # with weight averaging, the weights training will end with
+                scores = self.model.evaluate(self.validation, verbose=0, return_dict=True)
             val_loss, val_accuracy = reported_loss(scores), float(scores["accuracy"])
         self.state.finished_epoch = FinishedEpoch(
             loss=reported_loss(logs), accuracy=float(logs.get("accuracy", math.nan)),
@@ -289,7 +291,8 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.state.stop_reason == "diverged":
-            self.model.set_weights(self.good_weights)
+            self.model.set_weights(self.good_weights)  # after fit copied in the weight average, if any
+            restart_weight_average(self.model)  # a run continued from here averages from these weights
 
 
 class HistoryRecorder(keras.callbacks.Callback):

@@ -44,7 +44,7 @@ ARCH_CONTROLS_BEFORE_DENSE = ("kernel_size", "padding", "pooling", "activation",
 ARCH_CONTROLS_AFTER_DENSE = ("dropout", "convs_per_block", "pool_first", "stride", "residual", "global_pool", "global_pool_kind",
                              "patch_whitening", "conv_dropout", "logit_scale", "init", "weight_decay")
 TRAIN_CONTROLS = ("optimizer", "learning_rate", "batch_size", "epochs", "schedule", "label_smoothing",
-                  "time_budget")  # then the seed
+                  "weight_averaging", "time_budget")  # then the seed
 
 
 def key(name: str) -> str:
