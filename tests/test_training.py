@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from tiny_runs import small_spec
+from tiny_runs import cross_entropy, small_spec
 
 from playground.data import datasets
 from playground.training import callbacks, events
@@ -218,16 +218,11 @@ def test_time_budget_stops_at_the_first_batch_past_it(shapes, monkeypatch):
 def test_reported_losses_are_the_cross_entropy_without_the_weight_penalty(shapes):
     spec = small_spec(weight_decay=0.01, label_smoothing=0.1)
     result = training.train(spec, shapes)
-
-    def cross_entropy(x, y):
-        probabilities = np.asarray(result.model.predict(x, verbose=0))  # (N, classes)
-        return float(np.mean(-np.log(probabilities[np.arange(len(y)), y])))
-
-    assert result.test_loss == pytest.approx(cross_entropy(shapes.x_test, shapes.y_test), rel=1e-4)
+    assert result.test_loss == pytest.approx(cross_entropy(result.model, shapes.x_test, shapes.y_test), rel=1e-4)
     # The last epoch's validation score was taken with the final weights.
     _, _, x_val, y_val = datasets.split_train_validation(shapes, spec.data.sample_size, spec.data.validation_split,
                                                          spec.seed)
-    assert result.history["val_loss"][-1] == pytest.approx(cross_entropy(x_val, y_val), rel=1e-4)
+    assert result.history["val_loss"][-1] == pytest.approx(cross_entropy(result.model, x_val, y_val), rel=1e-4)
     # The objective adds the L2 penalty (and smoothing): what training minimises is larger than what is reported.
     objective = result.model.evaluate(shapes.x_test, shapes.y_test, verbose=0, return_dict=True)["loss"]
     assert objective > result.test_loss + 0.01

@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from tiny_runs import small_spec
+from tiny_runs import cross_entropy, small_spec
 
 from playground.data import datasets
 from playground.model import network as models
@@ -30,35 +30,38 @@ class TrainedWeights(keras.callbacks.Callback):
         self.steps.append([np.array(v.numpy()) for v in self.model.trainable_variables])
 
 
-def test_fit_ends_with_the_moving_average_of_the_trained_weights():
+def fit_steps(momentum: float, steps: int, seed: int):
+    """A 4-filter model fitted `steps` SGD steps of 4 random 8x8 images with weight averaging at `momentum`.
+
+    Returns:
+        (model, the TrainedWeights of its steps).
+    """
     spec = ExperimentSpec().with_values(filters="4", dense_units="8", batch_size=4, epochs=1, optimizer="sgd",
-                                        learning_rate=0.1, schedule="constant", weight_averaging=0.8)
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 256, (240, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 240)
+                                        learning_rate=0.1, schedule="constant", weight_averaging=momentum)
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, 256, (4 * steps, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 4 * steps)
     model = models.build_model(spec, (8, 8, 1), 3)
-    models.compile_model(model, spec, steps_per_epoch=60)
+    models.compile_model(model, spec, steps_per_epoch=steps)
     recorder = TrainedWeights()
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[recorder], verbose=0)
+    return model, recorder
+
+
+def test_fit_ends_with_the_moving_average_of_the_trained_weights():
+    model, recorder = fit_steps(0.8, 60, seed=0)
     assert len(recorder.steps) == 60  # past step 40, where the momentum reaches 0.8
     # The average starts at the first step's weights; step t (from 0) keeps min(0.8, t / (t + 10)) of it.
     expected = recorder.steps[0]
     for t, weights in enumerate(recorder.steps[1:], start=1):
         m = min(0.8, t / (t + 10))
         expected = [m * a + (1 - m) * w for a, w in zip(expected, weights)]
-    for final, average, last in zip(model.trainable_variables, expected, recorder.steps[-1]):
+    for final, average in zip(model.trainable_variables, expected):
         np.testing.assert_allclose(final.numpy(), average, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(a, w) for a, w in zip(expected, recorder.steps[-1]))  # not the last step's weights
 
 
 def test_a_short_run_ends_near_its_last_steps_not_its_first():
-    spec = ExperimentSpec().with_values(filters="4", dense_units="8", batch_size=4, epochs=1, optimizer="sgd",
-                                        learning_rate=0.1, schedule="constant", weight_averaging=0.999)
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, 256, (80, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 80)
-    model = models.build_model(spec, (8, 8, 1), 3)
-    models.compile_model(model, spec, steps_per_epoch=20)
-    recorder = TrainedWeights()
-    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[recorder], verbose=0)
+    model, recorder = fit_steps(0.999, 20, seed=1)
 
     def distance(a, b):
         return math.sqrt(sum(float(np.sum((np.asarray(p) - np.asarray(q)) ** 2)) for p, q in zip(a, b)))
@@ -101,21 +104,14 @@ def test_averaged_weights_swaps_in_the_average_and_back(shapes):
 def test_a_run_with_weight_averaging_is_scored_with_the_weights_it_ends_with(shapes):
     spec = small_spec(weight_averaging=0.9, epochs=2)
     result = training.train(spec, shapes)
-
-    def cross_entropy(x, y):
-        probabilities = np.asarray(result.model.predict(x, verbose=0))  # (N, classes)
-        return float(np.mean(-np.log(probabilities[np.arange(len(y)), y])))
-
-    assert result.test_loss == pytest.approx(cross_entropy(shapes.x_test, shapes.y_test), rel=1e-4)
+    assert result.test_loss == pytest.approx(cross_entropy(result.model, shapes.x_test, shapes.y_test), rel=1e-4)
     _, _, x_val, y_val = datasets.split_train_validation(shapes, spec.data.sample_size, spec.data.validation_split,
                                                          spec.seed)
-    assert result.history["val_loss"][-1] == pytest.approx(cross_entropy(x_val, y_val), rel=1e-4)
+    assert result.history["val_loss"][-1] == pytest.approx(cross_entropy(result.model, x_val, y_val), rel=1e-4)
     # Continuing the run averages on from there and ends with finite, averaged weights again.
     again = training.train(spec.with_values(epochs=3), shapes, model=result.model, initial_epoch=2)
     assert again.epochs_completed == 3 and all(np.isfinite(w).all() for w in again.model.get_weights())
-    assert again.history["val_loss"][-1] == pytest.approx(
-        float(np.mean(-np.log(np.asarray(again.model.predict(x_val, verbose=0))[np.arange(len(y_val)), y_val]))),
-        rel=1e-4)
+    assert again.history["val_loss"][-1] == pytest.approx(cross_entropy(again.model, x_val, y_val), rel=1e-4)
 
 
 def test_a_diverged_run_with_weight_averaging_ends_with_its_last_good_weights(shapes):

@@ -7,6 +7,8 @@ into its own runs folder with `RunStore.save`.
 
 import functools
 
+import numpy as np
+
 from playground.data import datasets
 from playground.training import loop as training
 from playground.spec.experiment import ExperimentSpec
@@ -29,3 +31,9 @@ def small_spec(**changes):
     values = dict(sample_size=400, validation_split=0.2, filters="4,8", dense_units="16", batch_size=32, epochs=2)
     values.update(changes)
     return preset_spec("default", "shapes").with_values(**values)
+
+
+def cross_entropy(model, x, y) -> float:
+    """The mean cross-entropy of `model`'s predicted probabilities for images `x` (N, H, W, C) with labels `y`."""
+    probabilities = np.asarray(model.predict(x, verbose=0))  # (N, classes)
+    return float(np.mean(-np.log(probabilities[np.arange(len(y)), y])))
