@@ -137,3 +137,16 @@ def test_weight_averaging_is_a_later_field_with_bounds():
     assert "0 (off) or up to 0.9999" in problems[0].message
     assert "moving average of the trained weights over the steps (momentum 0.99)" in models.export_keras_code(
         spec, (28, 28, 1), 10)
+
+
+def test_a_saved_model_that_averages_its_weights_loads_again(tmp_path):
+    from playground.runs import bundle
+
+    model, _ = fit_steps(0.9, 4, seed=2)
+    path = tmp_path / "model.keras"
+    path.write_bytes(bundle.export_keras_file(model))
+    loaded = keras.saving.load_model(path)
+    assert loaded.optimizer.use_ema and loaded.optimizer.ema_momentum == 0.9
+    assert isinstance(loaded.optimizer, models._WarmingAverage)
+    x = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)

@@ -283,27 +283,33 @@ class _WarmingAverage:
                 average.assign(m * average + (1.0 - m) * variable)
 
 
-_AVERAGING_OPTIMIZERS: dict[type, type] = {}  # a Keras optimizer class -> the same with _WarmingAverage
+# name -> (Keras optimizer class, its options)
+_OPTIMIZERS = {
+    "sgd": (keras.optimizers.SGD, {}),
+    "momentum": (keras.optimizers.SGD, {"momentum": 0.9}),
+    "nesterov": (keras.optimizers.SGD, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (keras.optimizers.Adagrad, {}),
+    "rmsprop": (keras.optimizers.RMSprop, {}),
+    "adam": (keras.optimizers.Adam, {}),
+    "adamw": (keras.optimizers.AdamW, {}),
+}
+# Each of those classes with _WarmingAverage, registered (as "playground>AveragingAdam", ...) so a saved model
+# whose optimizer averages its weights loads again wherever this module is imported.
+_AVERAGING_OPTIMIZERS: dict[type, type] = {
+    cls: keras.saving.register_keras_serializable(package="playground", name=f"Averaging{cls.__name__}")(
+        type(f"Averaging{cls.__name__}", (_WarmingAverage, cls), {"__module__": __name__}))
+    for cls, _ in _OPTIMIZERS.values()
+}
 
 
 def _optimizer(name: str, learning_rate, weight_averaging: float = 0.0) -> keras.optimizers.Optimizer:
     """The optimizer `name` at `learning_rate`; with `weight_averaging` > 0 it keeps a moving average of the
     trainable weights at that momentum (`_WarmingAverage`), which `fit` copies into the model when it ends."""
-    o = keras.optimizers
-    choices = {
-        "sgd": (o.SGD, {}),
-        "momentum": (o.SGD, {"momentum": 0.9}),
-        "nesterov": (o.SGD, {"momentum": 0.9, "nesterov": True}),
-        "adagrad": (o.Adagrad, {}),
-        "rmsprop": (o.RMSprop, {}),
-        "adam": (o.Adam, {}),
-        "adamw": (o.AdamW, {}),
-    }
-    if name not in choices:
-        raise SpecError(f"Unknown optimizer {name!r}: choose one of {', '.join(choices)}.", "optimizer")
-    cls, options = choices[name]
+    if name not in _OPTIMIZERS:
+        raise SpecError(f"Unknown optimizer {name!r}: choose one of {', '.join(_OPTIMIZERS)}.", "optimizer")
+    cls, options = _OPTIMIZERS[name]
     if weight_averaging:
-        cls = _AVERAGING_OPTIMIZERS.setdefault(cls, type(cls.__name__, (_WarmingAverage, cls), {}))
+        cls = _AVERAGING_OPTIMIZERS[cls]
         options = {**options, "use_ema": True, "ema_momentum": weight_averaging}
     return cls(learning_rate, **options)
 
