@@ -150,3 +150,20 @@ def test_a_saved_model_that_averages_its_weights_loads_again(tmp_path):
     assert isinstance(loaded.optimizer, models._WarmingAverage)
     x = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "nesterov"])
+def test_a_run_that_averages_its_weights_goes_through_a_bundle(shapes, tmp_path, optimizer):
+    from playground.analysis.predict import Predictor
+    from playground.runs.bundle import export_bundle, import_bundle
+    from playground.runs.store import RunStore
+
+    spec = small_spec(weight_averaging=0.99, optimizer=optimizer, epochs=1)
+    store = RunStore(tmp_path / "runs")
+    run = store.save(training.train(spec, shapes), spec, shapes, name="averaged", owner="alice")
+    # Its weights file holds the optimizer's state with the averages; a bundle of it imports as any other.
+    imported = import_bundle(export_bundle(run), "averaged.bundle.zip", owner="bob", store=store)
+    assert imported.spec == spec
+    images = shapes.x_test[:4].astype(np.float32)
+    np.testing.assert_array_equal(Predictor.from_run(run.run_id, store).probabilities(images),
+                                  Predictor.from_run(imported.run_id, store).probabilities(images))
